@@ -1,0 +1,38 @@
+"""Shared pytest setup: CPU-only by default, `cuda` tests need a GPU, `slow` tests need --runslow."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FREE_BODY_DIR = os.path.join(REPO, "dsr", "assets", "free_body")
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--runslow") or os.environ.get("DSR_RUN_SLOW") == "1"
+    has_cuda = torch.cuda.is_available()
+    skip_slow = pytest.mark.skip(reason="slow: use --runslow or DSR_RUN_SLOW=1")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(skip_slow)
+        if "cuda" in item.keywords and not has_cuda:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def free_body_dir():
+    return FREE_BODY_DIR
