@@ -38,16 +38,20 @@ def main(argv=None) -> int:
 
     from loguru import logger
 
-    logdir = make_run_dir(cfg, args.cfg)
+    # DDP children started by Lightning re-run this script: they reuse the parent's run directory.
+    logdir = os.environ.get("DSR_RUN_DIR") or make_run_dir(cfg, args.cfg)
+    os.environ["DSR_RUN_DIR"] = logdir
+    is_child = int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
     cfg.defrost()
     cfg.EXP_ID = os.path.basename(logdir)
     cfg.LOG_DIR = logdir
     cfg.freeze()
     # the raw file next to the experiment, the resolved one inside the run directory (§1.2)
-    shutil.copy(args.cfg, os.path.join(os.path.dirname(logdir), "config.yaml"))
-    with open(os.path.join(logdir, "config_to_run.yaml"), "w") as f:
-        f.write(cfg.dump())
-    logger.add(os.path.join(logdir, "train.log"), level="INFO")
+    if not is_child:
+        shutil.copy(args.cfg, os.path.join(os.path.dirname(logdir), "config.yaml"))
+        with open(os.path.join(logdir, "config_to_run.yaml"), "w") as f:
+            f.write(cfg.dump())
+        logger.add(os.path.join(logdir, "train.log"), level="INFO")
     logger.info(f"run directory: {logdir}")
     if cfg.SEED_VALUE >= 0:
         from pytorch_lightning import seed_everything

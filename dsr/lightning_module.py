@@ -1,0 +1,309 @@
+"""The LightningModule: wires model, body model, losses, data and evaluation (no maths here).
+
+``DSRModule(cfg)``:
+* training step — GT vertices from GT pose/betas with the neutral body model, ``DSRLoss`` (DSR-MC
+  and DSR-C from ``current_epoch > START_DSR``; ``METHOD: spin`` = the same without DSR terms),
+  scalars under the loss names of reference §10, image grids every ``LOG_FREQ_TB_IMAGES`` steps;
+* validation / test step — the protocol of §6 for ``DATASET.VAL_DS`` (dsr.evaluation.protocols),
+  per-sample errors gathered over devices; at epoch end: ``val_loss`` (= PA-MPJPE, mm) and
+  ``val_mpjpe`` / ``val_pa_mpjpe`` / ``val_pve`` (+ ``val_pck`` / ``val_auc`` on MPI-INF-3DHP)
+  logged, ``val_accuracy_results.json`` appended, ``evaluation_results_<VAL_DS>.pkl`` dumped for
+  the best epoch (1.5·PA-MPJPE + MPJPE), a line appended to the experiment's ``results.csv``;
+* Adam with ``OPTIMIZER.LR`` / ``OPTIMIZER.WD``, no schedule (§7).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from loguru import logger
+from yacs.config import CfgNode
+
+from dsr.body import build_body_model
+from dsr.data.loader import build_train_dataset, build_val_dataset, train_dataloader, val_dataloader
+from dsr.evaluation import metrics
+from dsr.evaluation.protocols import MESH_GT_DATASETS, PCK_DATASETS, centre_and_select, gt_from_s
+from dsr.geometry import batch_rodrigues
+from dsr.losses import DSRLoss
+from dsr.models import HMR
+
+__all__ = ["DSRModule"]
+
+
+def _as_cfg(cfg) -> CfgNode:
+    if isinstance(cfg, CfgNode):
+        return cfg
+    if isinstance(cfg, str):
+        return CfgNode.load_cfg(cfg)
+    raise TypeError(f"cfg must be a CfgNode or its YAML dump, got {type(cfg).__name__}")
+
+
+class DSRModule(pl.LightningModule):
+    def __init__(self, cfg: CfgNode | str):
+        super().__init__()
+        cfg = _as_cfg(cfg)
+        self.cfg = cfg
+        self.save_hyperparameters({"cfg": cfg.dump()})
+        P = cfg.PATHS
+        self.model = HMR(cfg)  # loads TRAINING.PRETRAINED (SPIN/DSR, Lightning or raw) with a key report
+        if self.model.load_report is not None:
+            logger.info(f"pretrained weights {cfg.TRAINING.PRETRAINED}: {self.model.load_report}")
+        # Body models used for ground truth are not part of the state dict (plain attributes).
+        self._bodies: dict[str, torch.nn.Module] = {}
+        self._body_paths = (P.SMPL_MODEL_DIR, P.JOINT_REGRESSOR_TRAIN_EXTRA, P.JOINT_REGRESSOR_H36M)
+        neutral = self._body("neutral")
+        prior = None
+        if cfg.METHOD == "dsr":
+            prior = torch.from_numpy(np.load(P.SEMANTIC_PRIOR)).float() if P.SEMANTIC_PRIOR else None
+        self.loss_fn = DSRLoss.from_cfg(cfg, faces=neutral.faces, semantic_prior=prior)
+        self._val_outputs: list[dict[str, Any]] = []
+        self._best_score = float("inf")
+        self.nonfinite_steps = 0
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def hp(self):
+        return self.cfg.DSR if self.cfg.METHOD == "dsr" else self.cfg.SPIN
+
+    def _body(self, gender: str):
+        if gender == "neutral":
+            return self.model.body
+        if gender not in self._bodies:
+            model_dir, extra, h36m = self._body_paths
+            self._bodies[gender] = build_body_model(model_dir, gender, extra_regressor_path=extra, h36m_regressor_path=h36m)
+        body = self._bodies[gender]
+        if body.faces.device != self.device:
+            body.to(self.device)
+        return body
+
+    def _gt_mesh(self, pose: torch.Tensor, betas: torch.Tensor, gender: str = "neutral"):
+        B = pose.shape[0]
+        rotmat = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, -1, 3, 3)
+        return self._body(gender)(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas)
+
+    def start_dsr(self) -> bool:
+        if self.cfg.METHOD != "dsr":
+            return False
+        start = self.cfg.DSR.START_DSR
+        return True if start < 0 else self.current_epoch > start
+
+    # ------------------------------------------------------------------ training
+    def forward(self, images):
+        return self.model(images)
+
+    def training_step(self, batch, batch_idx):
+        pred = self.model(batch["img"])
+        with torch.no_grad():
+            batch["gt_vertices"] = self._gt_mesh(batch["pose"], batch["betas"]).vertices
+        loss, terms = self.loss_fn(pred, batch, start_dsr=self.start_dsr())
+        B = batch["img"].shape[0]
+        if not torch.isfinite(loss):
+            self.nonfinite_steps += 1
+            logger.warning(f"step {self.global_step}: non-finite total loss, step skipped "
+                           f"({self.nonfinite_steps} so far)")
+            return None
+        self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in terms.items()},
+                      on_step=True, on_epoch=False, batch_size=B)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=B, logger=False)
+        freq = self.cfg.TRAINING.LOG_FREQ_TB_IMAGES
+        if freq > 0 and self.global_step % freq == 0:
+            self._log_images("train", batch, pred, self.global_step)
+        return loss
+
+    def _log_images(self, stage: str, batch, pred, step: int, max_items: int = 6):
+        try:
+            from dsr.visualization import image_grid
+        except ImportError:
+            return
+        grid = image_grid(batch, pred, faces=self._body("neutral").faces, cfg=self.cfg, max_items=max_items)
+        if grid is None:
+            return
+        if self.logger is not None and hasattr(self.logger, "experiment") and hasattr(self.logger.experiment, "add_image"):
+            self.logger.experiment.add_image(f"{stage}_images", grid, step)
+        save = self.cfg.TRAINING.SAVE_IMAGES if stage == "train" else self.cfg.TESTING.SAVE_IMAGES
+        if save and self.global_rank == 0:
+            import cv2
+
+            folder = os.path.join(self.cfg.LOG_DIR, f"{stage}_output_images")
+            os.makedirs(folder, exist_ok=True)
+            img = (grid.permute(1, 2, 0).cpu().numpy() * 255).clip(0, 255).astype(np.uint8)
+            cv2.imwrite(os.path.join(folder, f"result_{step:08d}.png"), img[..., ::-1])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.OPTIMIZER.LR, weight_decay=self.cfg.OPTIMIZER.WD)
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch, batch_idx, stage):
+        ds = self.cfg.DATASET.VAL_DS
+        pred = self.model(batch["img"])
+        body = self._body("neutral")
+        pred_verts = pred["smpl_vertices"]
+        pred_j = centre_and_select(body.regress_h36m_joints(pred_verts), ds)
+        out: dict[str, Any] = {}
+        if ds in MESH_GT_DATASETS:
+            gt_verts = self._gt_vertices_gendered(batch)
+            gt_j = centre_and_select(body.regress_h36m_joints(gt_verts), ds)
+            out["v2v"] = metrics.pve(pred_verts, gt_verts)
+        else:
+            gt_j = gt_from_s(batch["pose_3d"].to(pred_j.dtype), ds)
+            out["v2v"] = torch.zeros(pred_j.shape[0], dtype=torch.float64, device=pred_j.device)
+        pred_j64, gt_j64 = pred_j.double(), gt_j.double()
+        out["mpjpe_joints"] = (pred_j64 - gt_j64).norm(dim=-1)
+        out["pampjpe_joints"] = (metrics.similarity_procrustes(pred_j64, gt_j64) - gt_j64).norm(dim=-1)
+        if ds in PCK_DATASETS:
+            out["pck"] = metrics.pck(pred_j64, gt_j64, threshold=0.15)
+            out["auc"] = metrics.auc(pred_j64, gt_j64, max_threshold=0.15)
+        if self.cfg.TESTING.SAVE_RESULTS:
+            out["pose"] = pred["pred_pose"].detach()
+            out["shape"] = pred["pred_shape"].detach()
+            out["cam_t"] = pred["pred_cam_t"].detach()
+        out = {k: v.detach() for k, v in out.items()}
+        out["imgname"] = list(batch.get("imgname", [""] * pred_j.shape[0]))
+        out["dataset_name"] = list(batch.get("dataset_name", [ds] * pred_j.shape[0]))
+        self._val_outputs.append(out)
+        freq = self.cfg.TESTING.LOG_FREQ_TB_IMAGES
+        if freq > 0 and batch_idx % freq == 0 and batch_idx == 0:
+            self._log_images(stage, batch, pred, self.global_step, max_items=4)
+
+    def _gt_vertices_gendered(self, batch):
+        pose, betas = batch["pose"], batch["betas"]
+        if not self.cfg.DATASET.GENDER_EVAL or "gender" not in batch:
+            return self._gt_mesh(pose, betas).vertices
+        gender = batch["gender"].reshape(-1)
+        male = gender == 0  # the original: male if gender == 0 else female (§6)
+        verts = torch.empty(pose.shape[0], self._body("neutral").num_vertices, 3, device=pose.device)
+        for mask, g in ((male, "male"), (~male, "female")):
+            if mask.any():
+                verts[mask] = self._gt_mesh(pose[mask], betas[mask], g).vertices
+        return verts
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "test")
+
+    def on_validation_epoch_start(self):
+        self._val_outputs = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _gather(self) -> dict[str, Any]:
+        outs = self._val_outputs
+        res: dict[str, Any] = {}
+        for k in outs[0]:
+            if isinstance(outs[0][k], list):
+                res[k] = [x for o in outs for x in o[k]]
+            else:
+                t = torch.cat([o[k] for o in outs], dim=0)
+                if self.trainer.world_size > 1:
+                    t = self.all_gather(t).flatten(0, 1)
+                res[k] = t.cpu().numpy()
+        if self.trainer.world_size > 1:
+            import torch.distributed as dist
+
+            lists = {k: v for k, v in res.items() if isinstance(v, list)}
+            gathered = [None] * self.trainer.world_size
+            dist.all_gather_object(gathered, lists)
+            for k in lists:
+                # all_gather stacks rank-major, as all_gather_object does
+                res[k] = [x for g in gathered for x in g[k]]
+        return res
+
+    def _eval_epoch_end(self, stage: str):
+        if not self._val_outputs:
+            return
+        res = self._gather()
+        self._val_outputs = []
+        ds = self.cfg.DATASET.VAL_DS
+        summary = {
+            "mpjpe": float(res["mpjpe_joints"].mean(axis=1).mean() * 1000),
+            "pa_mpjpe": float(res["pampjpe_joints"].mean(axis=1).mean() * 1000),
+            "pve": float(res["v2v"].mean() * 1000),
+        }
+        if "pck" in res:
+            summary["pck"] = float(res["pck"].mean() * 100)
+            summary["auc"] = float(res["auc"].mean() * 100)
+        summary["num_samples"] = int(res["mpjpe_joints"].shape[0])
+        self.log("val_loss", summary["pa_mpjpe"])  # identical on every rank (gathered)
+        for k, v in summary.items():
+            if k != "num_samples":
+                self.log(f"{stage}_{k}", v)
+        if self.global_rank != 0:
+            return
+        logger.info(f"{stage} on {ds} ({summary['num_samples']} samples, epoch {self.current_epoch}, "
+                    f"step {self.global_step}): MPJPE {summary['mpjpe']:.2f}  PA-MPJPE {summary['pa_mpjpe']:.2f}  "
+                    f"V2V (mm) {summary['pve']:.2f}"
+                    + (f"  PCK@150 {summary['pck']:.2f}  AUC {summary['auc']:.2f}" if "pck" in summary else ""))
+        self.last_eval = dict(summary, dataset=ds, stage=stage)
+        self._write_results(stage, ds, summary, res)
+
+    def _write_results(self, stage, ds, summary, res):
+        logdir = self.cfg.LOG_DIR
+        os.makedirs(logdir, exist_ok=True)
+        acc_file = os.path.join(logdir, "val_accuracy_results.json")
+        history = []
+        if os.path.isfile(acc_file):
+            with open(acc_file) as f:
+                history = json.load(f)
+        history.append([int(self.global_step), dict(summary, dataset=ds, stage=stage, epoch=int(self.current_epoch))])
+        _atomic_write(acc_file, json.dumps(history, indent=1).encode())
+        score = 1.5 * summary["pa_mpjpe"] + summary["mpjpe"]
+        if score < self._best_score or stage == "test":
+            self._best_score = min(score, self._best_score)
+            dump = {
+                "mpjpe": res["mpjpe_joints"][:, :14] * 1000,
+                "pampjpe": res["pampjpe_joints"][:, :14] * 1000,
+                "v2v": res["v2v"] * 1000,
+                "imgname": res["imgname"],
+                "dataset_name": res["dataset_name"],
+                "epoch": int(self.current_epoch),
+            }
+            for k in ("pose", "shape", "cam_t", "pck", "auc"):
+                if k in res:
+                    dump[k] = res[k]
+            _atomic_write(os.path.join(logdir, f"evaluation_results_{ds}.pkl"), pickle.dumps(dump))
+        if stage == "test":
+            exp_dir = os.path.dirname(os.path.normpath(logdir))
+            csv_path = os.path.join(exp_dir, "results.csv")
+            fields = ["run", "dataset", "epoch", "step", "num_samples", "mpjpe", "pa_mpjpe", "pve", "pck", "auc"]
+            new = not os.path.isfile(csv_path)
+            with open(csv_path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                if new:
+                    w.writeheader()
+                w.writerow({"run": os.path.basename(os.path.normpath(logdir)), "dataset": ds,
+                            "epoch": int(self.current_epoch), "step": int(self.global_step),
+                            **{k: (f"{summary[k]:.3f}" if k in summary and k != "num_samples" else summary.get(k, ""))
+                               for k in fields[4:]}})
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    # ------------------------------------------------------------------ data
+    def train_dataloader(self):
+        return train_dataloader(self.cfg, build_train_dataset(self.cfg))
+
+    def val_dataloader(self):
+        return val_dataloader(self.cfg, build_val_dataset(self.cfg))
+
+    def test_dataloader(self):
+        return val_dataloader(self.cfg, build_val_dataset(self.cfg))
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,130 @@
+"""Build the Lightning ``Trainer`` from the config and run fit / test (reference §1.2, §11).
+
+Departures from the original, documented in the README:
+* ``last.ckpt`` is written every epoch (and every ``TRAINING.CKPT_EVERY_N_STEPS`` steps when > 0)
+  and when training stops on an exception or Ctrl-C, whatever ``PL_LOGGING`` says, so a killed
+  run resumes with ``TRAINING.RESUME: <run dir>/checkpoints/last.ckpt``;
+* with ``PL_LOGGING`` the TensorBoard logger works (it was broken in the original).
+"""
+from __future__ import annotations
+
+import os
+
+import pytorch_lightning as pl
+from loguru import logger
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+__all__ = ["LastCheckpoint", "build_trainer", "run"]
+
+
+class LastCheckpoint(Callback):
+    """Write ``<dirpath>/last.ckpt`` atomically at every training-epoch end, every
+    ``every_n_steps`` optimizer steps (when set) and when fitting stops on an exception
+    (Ctrl-C included). The file is written to ``last.ckpt.tmp`` and renamed, so a run killed while
+    saving keeps the previous complete checkpoint."""
+
+    def __init__(self, dirpath: str, every_n_steps: int | None = None):
+        self.dirpath = dirpath
+        self.every_n_steps = every_n_steps
+        self._last_step_saved = -1
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dirpath, "last.ckpt")
+
+    def save(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking or trainer.global_step == self._last_step_saved and trainer.global_step > 0:
+            return
+        tmp = self.path + ".tmp"
+        trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        self._last_step_saved = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every_n_steps and trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._last_step_saved = -1  # the end-of-epoch state differs from a mid-epoch one
+        self.save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception):
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._last_step_saved = -1
+            self.save(trainer)
+
+
+def _devices(value):
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def build_trainer(cfg, logdir: str | None = None, extra_callbacks=None) -> pl.Trainer:
+    logdir = logdir or cfg.LOG_DIR
+    ckpt_dir = os.path.join(logdir, "checkpoints")
+    T = cfg.TRAINER
+    devices = _devices(T.DEVICES)
+    strategy = T.STRATEGY
+    if strategy == "auto" and isinstance(devices, int) and devices > 1:
+        strategy = "ddp"
+    every_n = cfg.TRAINING.CKPT_EVERY_N_STEPS if cfg.TRAINING.CKPT_EVERY_N_STEPS > 0 else None
+    callbacks = [
+        # last.ckpt at every epoch end (and every N steps): a killed run loses at most that much
+        LastCheckpoint(ckpt_dir, every_n_steps=every_n),
+        TQDMProgressBar(refresh_rate=1),
+    ]
+    tb_logger = False
+    if cfg.PL_LOGGING:
+        tb_logger = TensorBoardLogger(save_dir=logdir, name="tb_logs")
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", mode="min",
+                                         save_top_k=cfg.TRAINING.SAVE_TOP_K,
+                                         filename="epoch{epoch:03d}-val_loss{val_loss:.2f}",
+                                         auto_insert_metric_name=False))
+    callbacks += list(extra_callbacks or [])
+    return pl.Trainer(
+        accelerator=T.ACCELERATOR,
+        devices=devices,
+        num_nodes=T.NUM_NODES,
+        strategy=strategy,
+        precision=T.PRECISION,
+        max_epochs=cfg.TRAINING.MAX_EPOCHS,
+        check_val_every_n_epoch=cfg.TRAINING.CHECK_VAL_EVERY_N_EPOCH,
+        reload_dataloaders_every_n_epochs=1 if cfg.TRAINING.RELOAD_DATALOADERS_EVERY_EPOCH else 0,
+        log_every_n_steps=max(1, cfg.TRAINING.LOG_SAVE_INTERVAL),
+        limit_train_batches=cfg.TRAINING.LIMIT_TRAIN_BATCHES,
+        limit_val_batches=cfg.TRAINING.LIMIT_VAL_BATCHES,
+        limit_test_batches=cfg.TRAINING.LIMIT_VAL_BATCHES,
+        num_sanity_val_steps=0,
+        logger=tb_logger,
+        callbacks=callbacks,
+        default_root_dir=logdir,
+        enable_checkpointing=True,
+    )
+
+
+def run(cfg) -> int:
+    """Train (then test) or only test, as ``cfg.RUN_TEST`` says. ``cfg.LOG_DIR`` is the run dir."""
+    from dsr.lightning_module import DSRModule
+
+    module = DSRModule(cfg)
+    trainer = build_trainer(cfg)
+    if cfg.RUN_TEST:
+        trainer.test(module)
+        return 0
+    resume = cfg.TRAINING.RESUME or None
+    if resume and not os.path.isfile(resume):
+        raise FileNotFoundError(f"TRAINING.RESUME: checkpoint not found: {resume}")
+    trainer.fit(module, ckpt_path=resume)
+    if trainer.interrupted:
+        logger.warning("training interrupted; last.ckpt was written, resume with TRAINING.RESUME")
+        return 1
+    best = None
+    if cfg.PL_LOGGING:
+        for cb in trainer.checkpoint_callbacks:
+            if getattr(cb, "monitor", None) == "val_loss" and cb.best_model_path:
+                best = cb.best_model_path
+    trainer.test(module, ckpt_path=best)
+    return 0
