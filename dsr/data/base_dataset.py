@@ -1,0 +1,363 @@
+"""SPIN-format npz dataset with DSR's Graphonomy targets (reference §3.2, §5.2, §5.3).
+
+``BaseDataset(cfg, dataset, is_train)`` reads ``PATHS.DATASET_NPZ_PATH/<PATHS.TRAIN_FILES or
+TEST_FILES [dataset]>`` and images under ``PATHS.DATASET_FOLDERS[dataset]``; Graphonomy colour
+masks under ``<root>/grph_sequences/`` (training with ``with_dsr_targets`` only).
+
+npz keys (N samples): imgname (N,) str, center (N, 2), scale (N,), optional part (N, 24, 3),
+openpose (N, 25, 3), S (N, 24, 4), pose (N, 72), shape (N, 10), has_smpl (N,), gender (N,)
+('m'/'f'), maskname, partname.
+
+Item (one sample; tensors, collated batch first by the DataLoader):
+  index, sample_index (row of the npz), img (3, 224, 224) ImageNet-normalised float32,
+  pose (72,), betas (10,), imgname (full path), pose_3d (24, 4) (zeros if none),
+  keypoints (49, 3) in [-1, 1] crop coords + conf, has_smpl, has_pose_3d (float32 0/1),
+  scale (augmented), center (2,), orig_shape (2,) (H, W), is_flipped, rot_angle, gender
+  (0 m / 1 f / -1 unknown), dataset_name, maskname, partname.
+  With DSR targets (training): grph (3, 224, 224) float32 cropped colour mask in [0, 1],
+  grph_dsr_mc_label (224, 224) float32, grph_dsr_c_label (224, 224) int64,
+  dsr_c_class_weight (8,) float32, valid_labels_dsr_mc (5,) float32, valid_labels_dsr_c (8,)
+  ones, and grph_dsr_mc_dist_mat (224, 224) float32 only when DSR.DSR_MC_LOSS_TYPE == 'DistM'.
+  (The original's (9, F, 3) per-item texture is not built: the renderer builds face features
+  from the prior and ``valid_labels_dsr_mc`` once per batch.)
+
+Randomness: augmentation draws from a per-process ``np.random.Generator`` seeded from
+``torch.initial_seed()`` (different per DataLoader worker and per epoch), or from the ``rng``
+given to the constructor.
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import torch
+from loguru import logger
+from torch.utils.data import Dataset
+
+from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD
+from dsr.data import graphonomy as G
+from dsr.data.image_utils import (
+    crop_cv2,
+    flip_img,
+    j2d_processing,
+    j3d_processing,
+    pose_processing,
+    sample_augmentation,
+)
+
+__all__ = ["BaseDataset", "DatasetError", "load_spin_npz", "dataset_npz_path", "dataset_root"]
+
+TRAIN_DATASETS = ("h36m", "coco", "mpi-inf-3dhp", "3dpw", "synthetic")
+TEST_DATASETS = ("h36m-p1", "h36m-p2", "mpi-inf-3dhp", "3dpw", "synthetic-test")
+
+# key -> expected shape after the leading N (None = any)
+NPZ_SHAPES = {
+    "imgname": (),
+    "center": (2,),
+    "scale": (),
+    "part": (24, 3),
+    "openpose": (25, 3),
+    "S": (24, 4),
+    "pose": (72,),
+    "shape": (10,),
+    "has_smpl": (),
+    "gender": (),
+    "maskname": (),
+    "partname": (),
+}
+REQUIRED_KEYS = ("imgname", "center", "scale")
+
+
+class DatasetError(ValueError):
+    """A dataset file (npz, image, mask) is missing or malformed; the message names the file."""
+
+
+def dataset_root(cfg, dataset: str) -> str:
+    folders = cfg.PATHS.DATASET_FOLDERS
+    if dataset not in folders:
+        raise DatasetError(f"unknown dataset '{dataset}': PATHS.DATASET_FOLDERS has {sorted(folders.keys())}")
+    return folders[dataset]
+
+
+def dataset_npz_path(cfg, dataset: str, is_train: bool) -> str:
+    table = cfg.PATHS.TRAIN_FILES if is_train else cfg.PATHS.TEST_FILES
+    name = "PATHS.TRAIN_FILES" if is_train else "PATHS.TEST_FILES"
+    if dataset not in table:
+        raise DatasetError(f"dataset '{dataset}' has no {'training' if is_train else 'evaluation'} file: "
+                           f"{name} has {sorted(table.keys())}")
+    return os.path.join(cfg.PATHS.DATASET_NPZ_PATH, table[dataset])
+
+
+def load_spin_npz(path: str) -> dict:
+    """Load and validate a SPIN-format npz; returns a dict of arrays (known keys only).
+
+    Raises DatasetError naming the file when it is missing, lacks a required key, has a key of
+    the wrong shape, or its keys disagree on the number of samples.
+    """
+    if not os.path.isfile(path):
+        raise DatasetError(f"dataset file not found: {path} (SPIN-format npz; see README, data preparation)")
+    try:
+        raw = np.load(path, allow_pickle=False)
+        data = {k: raw[k] for k in raw.files if k in NPZ_SHAPES}
+    except ValueError:  # object arrays (older SPIN/PARE files store some strings that way)
+        raw = np.load(path, allow_pickle=True)
+        data = {k: raw[k] for k in raw.files if k in NPZ_SHAPES}
+    except Exception as e:  # noqa: BLE001 - a corrupt file
+        raise DatasetError(f"{path}: cannot read as npz: {e}") from e
+    for k in REQUIRED_KEYS:
+        if k not in data:
+            raise DatasetError(f"{path}: missing key '{k}' (has {sorted(raw.files)})")
+    n = len(data["imgname"])
+    for k, v in data.items():
+        want = NPZ_SHAPES[k]
+        if v.ndim == 0 or v.shape[0] != n or tuple(v.shape[1:]) != want:
+            if k == "scale" and v.ndim == 2 and v.shape == (n, 1):
+                data[k] = v[:, 0]
+                continue
+            raise DatasetError(f"{path}: key '{k}' has shape {v.shape}, expected {(n,) + want}")
+    return data
+
+
+def _normalize_img(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB in [0, 1] -> (3, H, W) ImageNet-normalised float32."""
+    mean = np.asarray(IMG_NORM_MEAN, dtype=np.float32)
+    std = np.asarray(IMG_NORM_STD, dtype=np.float32)
+    return np.ascontiguousarray(((img - mean) / std).transpose(2, 0, 1), dtype=np.float32)
+
+
+class BaseDataset(Dataset):
+    """One SPIN-format dataset (see the module docstring for items and keys).
+
+    Args:
+        cfg: the yacs config (PATHS.*, DATASET.*, DSR.*).
+        dataset: 'h36m', 'h36m-p1', 'h36m-p2', 'mpi-inf-3dhp', 'coco', '3dpw', 'synthetic',
+            'synthetic-test'.
+        is_train: training file and augmentation; False = evaluation file, no augmentation.
+        use_augmentation: defaults to TRAINING.USE_AUGM (only used when is_train).
+        with_dsr_targets: load Graphonomy masks and build the DSR targets (training only);
+            defaults to cfg.METHOD == 'dsr'.
+        num_images: > 0 draws a random subset with replacement (DATASET.NUM_IMAGES); for
+            evaluation sets, > 0 keeps the first N (DATASET.VAL_NUM_IMAGES).
+        rng: generator for augmentation (default: per process, seeded from torch).
+        subset_seed: seed of the NUM_IMAGES subset draw (default SEED_VALUE if >= 0, else 0).
+    """
+
+    def __init__(self, cfg, dataset: str, is_train: bool = True, use_augmentation: bool | None = None,
+                 with_dsr_targets: bool | None = None, num_images: int | None = None,
+                 rng: np.random.Generator | None = None, subset_seed: int | None = None):
+        super().__init__()
+        self.dataset = dataset
+        self.is_train = is_train
+        self.root = dataset_root(cfg, dataset)
+        self.npz_path = dataset_npz_path(cfg, dataset, is_train)
+        self.img_res = int(cfg.DATASET.IMG_RES)
+        self.noise_factor = float(cfg.DATASET.NOISE_FACTOR)
+        self.rot_factor = float(cfg.DATASET.ROT_FACTOR)
+        self.scale_factor = float(cfg.DATASET.SCALE_FACTOR)
+        if use_augmentation is None:
+            use_augmentation = bool(cfg.TRAINING.USE_AUGM)
+        self.use_augmentation = bool(use_augmentation) and is_train
+        if with_dsr_targets is None:
+            with_dsr_targets = cfg.METHOD == "dsr"
+        self.with_dsr_targets = bool(with_dsr_targets) and is_train
+        self.with_dist_mat = self.with_dsr_targets and cfg.DSR.DSR_MC_LOSS_TYPE == "DistM"
+        self.swap_lr_masks = bool(cfg.DSR.FLIP_SWAP_LR_MASKS)
+        self.max_missing_mask_fraction = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
+        self._fixed_rng = rng
+        self._rng_key = None
+        self._proc_rng = None
+
+        data = load_spin_npz(self.npz_path)
+        n = len(data["imgname"])
+        if num_images is None:
+            num_images = int(cfg.DATASET.NUM_IMAGES if is_train else cfg.DATASET.VAL_NUM_IMAGES)
+        if num_images > 0:
+            if is_train:
+                if subset_seed is None:
+                    subset_seed = max(int(cfg.SEED_VALUE), 0)
+                rows = np.random.default_rng(subset_seed).integers(0, n, size=num_images)
+            else:
+                rows = np.arange(min(num_images, n))
+        else:
+            rows = np.arange(n)
+        self.rows = rows
+        self.imgname = np.asarray([str(x) for x in data["imgname"][rows]])
+        self.center = data["center"][rows].astype(np.float64)
+        self.scale = data["scale"][rows].astype(np.float64)
+        m = len(rows)
+        if "pose" in data and "shape" in data:
+            self.pose = data["pose"][rows].astype(np.float64)
+            self.betas = data["shape"][rows].astype(np.float64)
+            self.has_smpl = (data["has_smpl"][rows].astype(np.float32) if "has_smpl" in data
+                             else np.ones(m, dtype=np.float32))
+        elif "pose" in data or "shape" in data:
+            raise DatasetError(f"{self.npz_path}: has 'pose' or 'shape' without the other")
+        else:
+            self.pose = np.zeros((m, 72))
+            self.betas = np.zeros((m, 10))
+            self.has_smpl = np.zeros(m, dtype=np.float32)
+        if "S" in data:
+            self.pose_3d = data["S"][rows].astype(np.float64)
+            self.has_pose_3d = 1.0
+        else:
+            self.pose_3d = None
+            self.has_pose_3d = 0.0
+        if is_train and cfg.DATASET.IGNORE_3D:
+            self.has_smpl = np.zeros(m, dtype=np.float32)
+            self.has_pose_3d = 0.0
+        part = data["part"][rows] if "part" in data else np.zeros((m, 24, 3))
+        openpose = data["openpose"][rows] if "openpose" in data else np.zeros((m, 25, 3))
+        self.keypoints = np.concatenate([openpose, part], axis=1).astype(np.float64)
+        if "gender" in data:
+            g = [str(x) for x in data["gender"][rows]]
+            bad = sorted({x for x in g if x not in ("m", "f")})
+            if bad:
+                raise DatasetError(f"{self.npz_path}: key 'gender' has values {bad}, expected 'm' or 'f'")
+            self.gender = np.array([0 if x == "m" else 1 for x in g], dtype=np.int64)
+        else:
+            self.gender = -np.ones(m, dtype=np.int64)
+        self.maskname = np.asarray([str(x) for x in data["maskname"][rows]]) if "maskname" in data else None
+        self.partname = np.asarray([str(x) for x in data["partname"][rows]]) if "partname" in data else None
+
+        self.missing_masks = 0
+        if self.with_dsr_targets:
+            self._count_missing_masks()
+        logger.info(f"dataset {dataset} ({'train' if is_train else 'eval'}): {m} samples from {self.npz_path}")
+
+    # ------------------------------------------------------------------ setup helpers
+    def _count_missing_masks(self) -> None:
+        uniq = np.unique(self.imgname)
+        missing = {name for name in uniq if not os.path.isfile(G.mask_path(self.root, name))}
+        self._missing = missing
+        n_missing = int(sum(1 for name in self.imgname if name in missing))
+        self.missing_masks = n_missing
+        if n_missing == 0:
+            return
+        frac = n_missing / max(1, len(self.imgname))
+        example = G.mask_path(self.root, sorted(missing)[0])
+        msg = (f"dataset {self.dataset}: {n_missing} of {len(self.imgname)} samples ({100 * frac:.2f}%) "
+               f"have no Graphonomy mask (e.g. {example})")
+        if frac > self.max_missing_mask_fraction:
+            raise DatasetError(msg + f": above DATASET.MAX_MISSING_MASK_FRACTION = {self.max_missing_mask_fraction}")
+        logger.warning(msg + ": an all-zero mask is used for them (the original's behaviour)")
+
+    def _get_rng(self) -> np.random.Generator:
+        if self._fixed_rng is not None:
+            return self._fixed_rng
+        key = (os.getpid(), torch.initial_seed())
+        if self._rng_key != key:
+            self._rng_key = key
+            self._proc_rng = np.random.default_rng([torch.initial_seed() % (2 ** 63), os.getpid()])
+        return self._proc_rng
+
+    def __len__(self) -> int:
+        return len(self.imgname)
+
+    # ------------------------------------------------------------------ item
+    def augm_params(self):
+        if self.use_augmentation:
+            return sample_augmentation(self._get_rng(), self.noise_factor, self.rot_factor, self.scale_factor)
+        return 0, np.ones(3), 0.0, 1.0
+
+    def _read_image(self, path: str) -> np.ndarray:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            if not os.path.isfile(path):
+                raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
+            raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
+        return img[:, :, ::-1]
+
+    def __getitem__(self, index: int) -> dict:
+        imgname = self.imgname[index]
+        path = os.path.join(self.root, imgname)
+        center = self.center[index]
+        scale = self.scale[index]
+        flip, pn, rot, sc = self.augm_params()
+        res = self.img_res
+
+        img_u8 = self._read_image(path)
+        orig_shape = np.array(img_u8.shape[:2])
+        img = crop_cv2(img_u8.astype(np.float32), center, sc * scale, res, rot=rot)
+        if flip:
+            img = flip_img(img)
+        img = np.clip(img * pn.astype(np.float32)[None, None, :], 0.0, 255.0) / 255.0
+
+        keypoints = j2d_processing(self.keypoints[index], center, sc * scale, rot, flip, res)
+        if self.pose_3d is not None:
+            pose_3d = j3d_processing(self.pose_3d[index], rot, flip)
+        else:
+            pose_3d = np.zeros((24, 4), dtype=np.float32)
+        pose = pose_processing(self.pose[index], rot, flip)
+
+        item = {
+            "index": index,
+            "sample_index": int(self.rows[index]),
+            "img": torch.from_numpy(_normalize_img(img.astype(np.float32))),
+            "pose": torch.from_numpy(pose),
+            "betas": torch.from_numpy(self.betas[index].astype(np.float32)),
+            "imgname": path,
+            "pose_3d": torch.from_numpy(pose_3d),
+            "keypoints": torch.from_numpy(keypoints),
+            "has_smpl": torch.tensor(float(self.has_smpl[index])),
+            "has_pose_3d": torch.tensor(float(self.has_pose_3d)),
+            "scale": torch.tensor(float(sc * scale)),
+            "center": torch.from_numpy(center.astype(np.float32)),
+            "orig_shape": torch.from_numpy(orig_shape),
+            "is_flipped": int(flip),
+            "rot_angle": torch.tensor(float(rot)),
+            "gender": int(self.gender[index]),
+            "dataset_name": self.dataset,
+            "maskname": "" if self.maskname is None else self.maskname[index],
+            "partname": "" if self.partname is None else self.partname[index],
+        }
+        if self.with_dsr_targets:
+            item.update(self._dsr_targets(index, imgname, orig_shape, center, sc * scale, rot, flip, keypoints))
+        return item
+
+    def _dsr_targets(self, index, imgname, orig_shape, center, scale, rot, flip, keypoints) -> dict:
+        res = self.img_res
+        mpath = G.mask_path(self.root, imgname)
+        if os.path.isfile(mpath):
+            bgr = cv2.imread(mpath, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DatasetError(f"dataset {self.dataset}: cannot decode Graphonomy mask {mpath}")
+            if tuple(bgr.shape[:2]) != tuple(orig_shape):
+                raise DatasetError(f"dataset {self.dataset}: Graphonomy mask {mpath} has size {bgr.shape[:2]} "
+                                   f"but its image has size {tuple(orig_shape)} (H, W)")
+            crop = crop_cv2(np.ascontiguousarray(bgr[:, :, ::-1]), center, scale, res, rot=rot)
+            if flip:
+                crop = flip_img(crop)
+        else:  # counted at construction (the original used an all-zero mask)
+            crop = np.zeros((res, res, 3), dtype=np.uint8)
+        labels, known = G.decode_colour_mask(crop, return_known=True)
+        if flip and self.swap_lr_masks:
+            labels = G.swap_lr_labels(labels)
+            crop = np.where(known[..., None], G.encode_labels(labels), crop)
+        kp_px = keypoints.astype(np.float64).copy()
+        kp_px[:, :2] = (kp_px[:, :2] + 1.0) * (res / 2.0)
+        try:
+            x0, y0, x1, y1 = G.keypoint_box(kp_px, res, res)
+        except G.NoConfidentKeypointsError as e:
+            raise DatasetError(f"dataset {self.dataset}, sample {index} ({imgname}, {self.npz_path}): {e}; "
+                               "the DSR background removal needs at least one") from e
+        inside = np.zeros((res, res), dtype=bool)
+        inside[y0:y1 + 1, x0:x1 + 1] = True
+        labels = np.where(inside, labels, 0)
+        known = known | ~inside
+        crop = np.where(inside[..., None], crop, 0).astype(np.uint8)
+
+        mc_mask, mc_valid = G.dsr_mc_target(labels)
+        merged = G.merge_dsr_c_labels(labels)
+        weights = G.dsr_c_class_weights(merged, counted=known)
+        out = {
+            "grph": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0),
+            "grph_dsr_mc_label": torch.from_numpy(mc_mask),
+            "grph_dsr_c_label": torch.from_numpy(merged.astype(np.int64)),
+            "dsr_c_class_weight": torch.from_numpy(weights),
+            "valid_labels_dsr_mc": torch.from_numpy(mc_valid),
+            "valid_labels_dsr_c": torch.ones(G.NUM_C_CLASSES),
+        }
+        if self.with_dist_mat:
+            out["grph_dsr_mc_dist_mat"] = torch.from_numpy(G.mc_distance_transform(mc_mask))
+        return out

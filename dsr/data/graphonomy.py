@@ -1,0 +1,206 @@
+"""Graphonomy (CIHP, 20 labels) pseudo ground truth -> DSR targets (reference §3.1, §3.2).
+
+All functions are pure numpy and work on one image:
+
+* ``decode_colour_mask(rgb)``: (H, W, 3) uint8 RGB colour mask -> (H, W) int64 labels 0..19 by
+  exact palette match; any other colour (e.g. blended by bilinear warping) -> 0 (background).
+* ``swap_lr_labels(labels)``: leftArm<->rightArm, leftLeg<->rightLeg, leftShoe<->rightShoe
+  (the optional fix ``DSR.FLIP_SWAP_LR_MASKS`` for flipped items, §3.9).
+* ``keypoint_box`` / ``remove_background``: zero the mask outside the box of the confident
+  keypoints (conf > 0.3) grown by 30 px, clipped to the image (§3.2 step 2).
+* ``dsr_mc_target(labels)``: binary minimal-clothing mask (H, W) float32 and the (5,) valid
+  vector in the order leftShoe, rightShoe, leftArm, rightArm, face (§3.2 step 3).
+* ``mc_distance_transform(mask)``: (H, W) float32 distance (pixels) to the nearest MC pixel,
+  only needed by the ``DistM`` loss.
+* ``merge_dsr_c_labels(labels)``: (H, W) int64 in 0..7 (the 8 DSR-C groups of §3.2 step 4).
+* ``dsr_c_class_weights(merged, counted=None)``: (8,) float32 class weights of §3.2.
+* ``encode_labels(labels)``: (H, W) labels -> (H, W, 3) uint8 RGB palette image (for writers).
+* ``mask_path(root, imgname)``: ``<root>/grph_sequences/<imgname with its extension -> .png>``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from dsr.constants import (
+    BG_REMOVAL_CONF,
+    BG_REMOVAL_MARGIN,
+    DSR_C_GROUPS,
+    DSR_C_MERGE,
+    DSR_C_MIN_PIXELS,
+    DSR_MC_LABELS,
+    DSR_MC_MIN_PIXELS,
+    GRAPHONOMY_FLIP_PERM,
+    GRAPHONOMY_PALETTE,
+)
+
+__all__ = [
+    "decode_colour_mask",
+    "encode_labels",
+    "swap_lr_labels",
+    "keypoint_box",
+    "remove_background",
+    "dsr_mc_target",
+    "mc_distance_transform",
+    "merge_dsr_c_labels",
+    "dsr_c_class_weights",
+    "mask_path",
+    "NoConfidentKeypointsError",
+]
+
+NUM_LABELS = len(GRAPHONOMY_PALETTE)  # 20
+NUM_C_CLASSES = len(DSR_C_GROUPS)  # 8
+
+_PALETTE_CODES = (
+    GRAPHONOMY_PALETTE[:, 0].astype(np.int64) << 16
+    | GRAPHONOMY_PALETTE[:, 1].astype(np.int64) << 8
+    | GRAPHONOMY_PALETTE[:, 2].astype(np.int64)
+)
+_SORT = np.argsort(_PALETTE_CODES)
+_SORTED_CODES = _PALETTE_CODES[_SORT]
+
+
+class NoConfidentKeypointsError(ValueError):
+    """No keypoint has confidence above the background-removal threshold."""
+
+
+def decode_colour_mask(rgb: np.ndarray, return_known: bool = False):
+    """Exact-colour decode of a Graphonomy colour mask.
+
+    Args:
+        rgb: (H, W, 3) uint8, RGB channel order.
+        return_known: also return the (H, W) bool map of pixels whose colour is a palette colour.
+    Returns:
+        labels (H, W) int64 in 0..19 (unknown colours -> 0) [, known (H, W) bool].
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"decode_colour_mask: expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"decode_colour_mask: expected uint8 colours, got {rgb.dtype}")
+    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2].astype(np.int64)
+    pos = np.clip(np.searchsorted(_SORTED_CODES, code), 0, NUM_LABELS - 1)
+    known = _SORTED_CODES[pos] == code
+    labels = np.where(known, _SORT[pos], 0).astype(np.int64)
+    return (labels, known) if return_known else labels
+
+
+def encode_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W) int labels 0..19 -> (H, W, 3) uint8 RGB palette image (exact colours)."""
+    labels = np.asarray(labels)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= NUM_LABELS:
+        raise ValueError(f"encode_labels: labels must lie in 0..{NUM_LABELS - 1}")
+    return GRAPHONOMY_PALETTE[labels]
+
+
+def swap_lr_labels(labels: np.ndarray) -> np.ndarray:
+    """Swap Graphonomy left/right labels (14<->15, 16<->17, 18<->19) of an (H, W) label map."""
+    return np.asarray(GRAPHONOMY_FLIP_PERM, dtype=np.int64)[labels]
+
+
+def keypoint_box(keypoints: np.ndarray, height: int, width: int,
+                 conf_thresh: float = BG_REMOVAL_CONF, margin: float = BG_REMOVAL_MARGIN):
+    """Box of the confident keypoints grown by ``margin`` pixels, clipped to the image.
+
+    Args:
+        keypoints: (N, 3) pixel x, y and confidence (the 49 augmented keypoints, in crop pixels).
+    Returns:
+        (x0, y0, x1, y1) ints: the kept pixels are columns x0..x1 and rows y0..y1 inclusive,
+        x0 = max(0, floor(min x - margin)), x1 = min(W - 1, floor(max x + margin)) (same for y).
+    Raises:
+        NoConfidentKeypointsError if no keypoint has conf > conf_thresh (the original crashed).
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    sel = keypoints[keypoints[:, 2] > conf_thresh, :2]
+    if len(sel) == 0:
+        raise NoConfidentKeypointsError(
+            f"background removal: no keypoint has confidence > {conf_thresh} (of {len(keypoints)})")
+    lo = np.floor(sel.min(axis=0) - margin)
+    hi = np.floor(sel.max(axis=0) + margin)
+    x0 = int(np.clip(lo[0], 0, width - 1))
+    y0 = int(np.clip(lo[1], 0, height - 1))
+    x1 = int(np.clip(hi[0], 0, width - 1))
+    y1 = int(np.clip(hi[1], 0, height - 1))
+    return x0, y0, x1, y1
+
+
+def remove_background(labels: np.ndarray, keypoints: np.ndarray, **kwargs) -> np.ndarray:
+    """Copy of ``labels`` (H, W[, C]) with every pixel outside ``keypoint_box`` set to 0."""
+    h, w = labels.shape[:2]
+    x0, y0, x1, y1 = keypoint_box(keypoints, h, w, **kwargs)
+    out = np.zeros_like(labels)
+    out[y0:y1 + 1, x0:x1 + 1] = labels[y0:y1 + 1, x0:x1 + 1]
+    return out
+
+
+def dsr_mc_target(labels: np.ndarray):
+    """DSR-MC target of one label map.
+
+    Args:
+        labels: (H, W) int labels 0..19 (after cropping and background removal).
+    Returns:
+        mask (H, W) float32: 1 at the pixels of the *valid* MC labels, else 0;
+        valid (5,) float32: label k of [leftShoe, rightShoe, leftArm, rightArm, face] is valid
+        when it has more than 60 pixels.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels.ravel(), minlength=NUM_LABELS)
+    mc = np.asarray(DSR_MC_LABELS)
+    valid = counts[mc] > DSR_MC_MIN_PIXELS
+    mask = np.isin(labels, mc[valid]).astype(np.float32)
+    return mask, valid.astype(np.float32)
+
+
+def mc_distance_transform(mask: np.ndarray) -> np.ndarray:
+    """(H, W) float32 Euclidean distance (pixels) of each pixel to the nearest MC pixel
+    (0 on the mask). An empty mask gives all zeros (such samples have no valid MC label and
+    are skipped by the loss)."""
+    mask = np.asarray(mask) > 0
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=np.float32)
+    return distance_transform_edt(~mask).astype(np.float32)
+
+
+def merge_dsr_c_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W) Graphonomy labels 0..19 -> (H, W) int64 DSR-C classes 0..7 (§3.2 step 4)."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_LABELS):
+        raise ValueError(f"merge_dsr_c_labels: labels must lie in 0..{NUM_LABELS - 1}")
+    return DSR_C_MERGE[labels]
+
+
+def dsr_c_class_weights(merged: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample DSR-C class weights (§3.2 step 4).
+
+    count_c = pixels of class c (only pixels where ``counted`` is True, if given: the original
+    counts exact palette colours, so blended/unknown colours count for no class);
+    m = the smallest count among classes with count >= 60; weight_c = m / count_c if
+    count_c > 60 else 0 (the original's >= / > asymmetry is kept).
+
+    Args:
+        merged: (H, W) int classes 0..7.
+        counted: optional (H, W) bool.
+    Returns:
+        (8,) float32 (all zeros if no class reaches 60 pixels).
+    """
+    merged = np.asarray(merged)
+    vals = merged.ravel() if counted is None else merged[np.asarray(counted, dtype=bool)]
+    counts = np.bincount(vals, minlength=NUM_C_CLASSES).astype(np.float64)
+    big = counts >= DSR_C_MIN_PIXELS
+    if not big.any():
+        return np.zeros(NUM_C_CLASSES, dtype=np.float32)
+    m = counts[big].min()
+    w = np.where(counts > DSR_C_MIN_PIXELS, m / np.maximum(counts, 1.0), 0.0)
+    return w.astype(np.float32)
+
+
+def mask_path(root: str, imgname: str) -> str:
+    """Graphonomy mask of an image: ``<root>/grph_sequences/<imgname, extension -> .png>``.
+
+    (The original stripped the characters j, p, g from both ends of the name, which mangles
+    names starting with those letters; only the extension is replaced here.)
+    """
+    stem, _ = os.path.splitext(imgname)
+    return os.path.join(root, "grph_sequences", stem + ".png")

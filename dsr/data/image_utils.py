@@ -1,0 +1,196 @@
+"""Crop and augmentation maths of SPIN/PARE (reference §5.3), numpy.
+
+Conventions: an image crop is defined by a bbox ``center`` (2,) in original pixels, a ``scale``
+(bbox side / 200) and a rotation ``rot`` in degrees; crops are ``res`` x ``res`` (224).
+
+* ``get_transform(center, scale, res, rot)`` -> (3, 3) SPIN affine: original pixel -> crop pixel,
+  rotation about the crop centre by ``-rot`` in SPIN's sign convention (matches ``crop_cv2``).
+* ``transform(pt, center, scale, res, invert, rot)`` -> (2,) int: SPIN's keypoint transform,
+  including its legacy quantisation ``int(t @ (pt - 1)) + 1`` (truncation toward zero).
+* ``crop_cv2(img, center, scale, res, rot)``: PARE crop (centre rounded to int, square side
+  ``round(200 * scale)``, rotated by ``rot``, bilinear ``warpAffine``, zero border).
+* ``j2d_processing``: (N, 3) original-pixel keypoints -> crop keypoints in [-1, 1] (+ flip).
+* ``j3d_processing``: (24, 4) metres: rotate x-y by ``-rot`` about the camera z axis (+ flip).
+* ``pose_processing``: (72,) axis-angle: root left-multiplied by Rz(-rot) (+ flip).
+* ``flip_img`` / ``flip_kp`` / ``flip_pose``, ``rot_aa``.
+* ``sample_augmentation(rng, ...)``: SPIN's ``augm_params`` with an explicit generator.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dsr.constants import J24_FLIP_PERM, J49_FLIP_PERM, SMPL_POSE_FLIP_PERM
+
+__all__ = [
+    "get_transform",
+    "transform",
+    "crop_cv2",
+    "gen_trans_from_patch_cv",
+    "flip_img",
+    "flip_kp",
+    "flip_pose",
+    "rot_aa",
+    "j2d_processing",
+    "j3d_processing",
+    "pose_processing",
+    "sample_augmentation",
+]
+
+
+def get_transform(center, scale, res, rot=0.0) -> np.ndarray:
+    """SPIN's (3, 3) affine from original pixels to crop pixels. ``res`` = (H, W) or int."""
+    if np.isscalar(res):
+        res = (res, res)
+    h = 200.0 * float(scale)
+    t = np.zeros((3, 3))
+    t[0, 0] = float(res[1]) / h
+    t[1, 1] = float(res[0]) / h
+    t[0, 2] = res[1] * (-float(center[0]) / h + 0.5)
+    t[1, 2] = res[0] * (-float(center[1]) / h + 0.5)
+    t[2, 2] = 1.0
+    if rot != 0:
+        r = np.deg2rad(-rot)  # SPIN: negated to match the direction of the crop rotation
+        sn, cs = np.sin(r), np.cos(r)
+        rot_mat = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
+        t_mat = np.eye(3)
+        t_mat[0, 2] = -res[1] / 2.0
+        t_mat[1, 2] = -res[0] / 2.0
+        t_inv = np.eye(3)
+        t_inv[0, 2] = res[1] / 2.0
+        t_inv[1, 2] = res[0] / 2.0
+        t = t_inv @ rot_mat @ t_mat @ t
+    return t
+
+
+def transform(pt, center, scale, res, invert: bool = False, rot=0.0) -> np.ndarray:
+    """SPIN keypoint transform with its integer quantisation: ``int(T @ (pt - 1)) + 1``."""
+    t = get_transform(center, scale, res, rot=rot)
+    if invert:
+        t = np.linalg.inv(t)
+    new_pt = t @ np.array([pt[0] - 1.0, pt[1] - 1.0, 1.0])
+    return new_pt[:2].astype(np.int64) + 1
+
+
+def _rotate_2d(pt, rot_rad):
+    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
+    return np.array([pt[0] * cs - pt[1] * sn, pt[0] * sn + pt[1] * cs], dtype=np.float32)
+
+
+def gen_trans_from_patch_cv(c_x, c_y, src_w, src_h, dst_w, dst_h, rot, inv=False) -> np.ndarray:
+    """(2, 3) affine mapping the rotated source box onto the destination patch (PARE)."""
+    rot_rad = np.pi * rot / 180.0
+    src_center = np.array([c_x, c_y], dtype=np.float32)
+    src_down = _rotate_2d(np.array([0, src_h * 0.5], dtype=np.float32), rot_rad)
+    src_right = _rotate_2d(np.array([src_w * 0.5, 0], dtype=np.float32), rot_rad)
+    dst_center = np.array([dst_w * 0.5, dst_h * 0.5], dtype=np.float32)
+    dst_down = np.array([0, dst_h * 0.5], dtype=np.float32)
+    dst_right = np.array([dst_w * 0.5, 0], dtype=np.float32)
+    src = np.stack([src_center, src_center + src_down, src_center + src_right]).astype(np.float32)
+    dst = np.stack([dst_center, dst_center + dst_down, dst_center + dst_right]).astype(np.float32)
+    if inv:
+        return cv2.getAffineTransform(dst, src)
+    return cv2.getAffineTransform(src, dst)
+
+
+def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0) -> np.ndarray:
+    """PARE crop: (H, W[, C]) image -> (res, res[, C]) (bilinear, zero border, same dtype)."""
+    if np.isscalar(res):
+        res = (res, res)
+    c_x, c_y = int(round(float(center[0]))), int(round(float(center[1])))
+    pw, ph = int(round(res[0])), int(round(res[1]))
+    bb = int(round(float(scale) * 200.0))
+    trans = gen_trans_from_patch_cv(c_x, c_y, bb, bb, pw, ph, rot)
+    return cv2.warpAffine(img, trans, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def flip_img(img: np.ndarray) -> np.ndarray:
+    """Left-right flip of an (H, W[, C]) image."""
+    return np.ascontiguousarray(img[:, ::-1])
+
+
+def flip_kp(kp: np.ndarray) -> np.ndarray:
+    """Flip (24, D) or (49, D) keypoints/joints: permute left/right and negate x."""
+    if len(kp) == 24:
+        perm = J24_FLIP_PERM
+    elif len(kp) == 49:
+        perm = J49_FLIP_PERM
+    else:
+        raise ValueError(f"flip_kp: expected 24 or 49 joints, got {len(kp)}")
+    kp = np.array(kp[perm], copy=True)
+    kp[:, 0] = -kp[:, 0]
+    return kp
+
+
+def flip_pose(pose: np.ndarray) -> np.ndarray:
+    """Flip a (72,) SMPL axis-angle pose: swap left/right joints, negate the y and z components."""
+    pose = np.array(pose[SMPL_POSE_FLIP_PERM], copy=True)
+    pose[1::3] = -pose[1::3]
+    pose[2::3] = -pose[2::3]
+    return pose
+
+
+def rot_aa(aa: np.ndarray, rot: float) -> np.ndarray:
+    """Left-multiply the rotation of axis-angle ``aa`` (3,) by Rz(-rot degrees)."""
+    r = np.deg2rad(-rot)
+    rz = np.array([[np.cos(r), -np.sin(r), 0.0], [np.sin(r), np.cos(r), 0.0], [0.0, 0.0, 1.0]])
+    per_rdg, _ = cv2.Rodrigues(np.asarray(aa, dtype=np.float64).reshape(3, 1))
+    resrot, _ = cv2.Rodrigues(rz @ per_rdg)
+    return resrot[:, 0]
+
+
+def j2d_processing(kp: np.ndarray, center, scale, rot, flip, res: int = 224) -> np.ndarray:
+    """(N, 3) keypoints in original pixels -> (N, 3) float32 in [-1, 1] crop coordinates.
+
+    SPIN: each point goes through ``transform(kp + 1, ...)`` (quantised), then ``2 k / res - 1``;
+    flipped items are permuted and x negated. The confidence column is unchanged.
+    """
+    kp = np.array(kp, dtype=np.float64, copy=True)
+    t = get_transform(center, scale, (res, res), rot=rot)
+    homo = np.concatenate([kp[:, :2], np.ones((len(kp), 1))], axis=1)  # (pt + 1) - 1
+    kp[:, :2] = (homo @ t.T)[:, :2].astype(np.int64) + 1
+    kp[:, :-1] = 2.0 * kp[:, :-1] / res - 1.0
+    if flip:
+        kp = flip_kp(kp)
+    return kp.astype(np.float32)
+
+
+def j3d_processing(S: np.ndarray, rot, flip) -> np.ndarray:
+    """(24, 4) 3D joints (metres + conf): rotate x-y by ``-rot`` degrees about z, then flip."""
+    S = np.array(S, dtype=np.float64, copy=True)
+    rot_mat = np.eye(3)
+    if rot != 0:
+        r = np.deg2rad(-rot)
+        sn, cs = np.sin(r), np.cos(r)
+        rot_mat[0, :2] = [cs, -sn]
+        rot_mat[1, :2] = [sn, cs]
+    S[:, :-1] = S[:, :-1] @ rot_mat.T
+    if flip:
+        S = flip_kp(S)
+    return S.astype(np.float32)
+
+
+def pose_processing(pose: np.ndarray, rot, flip) -> np.ndarray:
+    """(72,) axis-angle: root rotated by Rz(-rot), then flipped."""
+    pose = np.array(pose, dtype=np.float64, copy=True)
+    pose[:3] = rot_aa(pose[:3], rot)
+    if flip:
+        pose = flip_pose(pose)
+    return pose.astype(np.float32)
+
+
+def sample_augmentation(rng: np.random.Generator, noise_factor=0.4, rot_factor=30.0, scale_factor=0.25):
+    """SPIN's augmentation parameters (draw order: flip, noise, rotation, scale, rotation-off).
+
+    Returns:
+        flip (0/1), pn (3,) per-channel multiplicative noise U[1-nf, 1+nf],
+        rot (degrees, clip(N(0, rf), +-2 rf), zero with probability 0.6),
+        sc (clip(N(1, sf), 1-sf, 1+sf)).
+    """
+    flip = int(rng.uniform() <= 0.5)
+    pn = rng.uniform(1 - noise_factor, 1 + noise_factor, 3)
+    rot = float(min(2 * rot_factor, max(-2 * rot_factor, rng.standard_normal() * rot_factor)))
+    sc = float(min(1 + scale_factor, max(1 - scale_factor, rng.standard_normal() * scale_factor + 1)))
+    if rng.uniform() <= 0.6:
+        rot = 0.0
+    return flip, pn, rot, sc

@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Check every file a config will read, print a table, exit non-zero naming each problem.
+
+    python scripts/check_data.py --cfg configs/dsr_train.cfg [--cfg-id 0] [--samples 20] [--all]
+
+Checked: the SMPL model files (three genders), J_regressor_extra / J_regressor_h36m (shape
+(rows, V)), smpl_mean_params (pose 144, shape 10, cam 3), the semantic prior (F, 20) with rows
+summing to 1 (METHOD 'dsr'), TRAINING.PRETRAINED / RESUME and the backbone weights when set,
+and each dataset the run reads (training: TRAIN_DS, 'all' = the §5.1 mixture, unless RUN_TEST;
+evaluation: VAL_DS): npz keys, shapes and dtypes; a sample of images (exist, decode) and, for
+DSR training, of Graphonomy masks (decode, same size as the image, palette colours only) plus the
+count of missing masks against DATASET.MAX_MISSING_MASK_FRACTION.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dsr.constants import GRAPHONOMY_PALETTE, MIXTURE  # noqa: E402
+
+
+class Report:
+    def __init__(self):
+        self.rows = []  # (item, path, ok, detail)
+
+    def add(self, item, path, ok, detail=""):
+        self.rows.append((item, str(path), bool(ok), detail))
+
+    @property
+    def problems(self):
+        return [r for r in self.rows if not r[2]]
+
+    def print(self):
+        w0 = max([len(r[0]) for r in self.rows] + [4])
+        w1 = min(70, max([len(r[1]) for r in self.rows] + [4]))
+        print(f"{'item':<{w0}}  {'path':<{w1}}  status  detail")
+        print("-" * (w0 + w1 + 20))
+        for item, path, ok, detail in self.rows:
+            p = path if len(path) <= w1 else "..." + path[-(w1 - 3):]
+            print(f"{item:<{w0}}  {p:<{w1}}  {'ok' if ok else 'FAIL':<6}  {detail}")
+
+
+def _check(rep, item, path, fn):
+    """Run fn(path) -> detail str; record ok, or FAIL with the exception text."""
+    try:
+        rep.add(item, path, True, fn(path) or "")
+    except Exception as e:  # noqa: BLE001 - report everything
+        rep.add(item, path, False, f"{type(e).__name__}: {e}")
+
+
+def check_body(rep, cfg):
+    from dsr.body.smpl_io import find_model_file, load_smpl_data
+
+    V = F = None
+    for g in ("neutral", "male", "female"):
+        try:
+            path = find_model_file(cfg.PATHS.SMPL_MODEL_DIR, g)
+        except Exception as e:  # noqa: BLE001
+            rep.add(f"smpl {g}", cfg.PATHS.SMPL_MODEL_DIR, False, str(e))
+            continue
+
+        def fn(p):
+            nonlocal V, F
+            d = load_smpl_data(p)
+            V, F = len(d["v_template"]), len(d["f"])
+            return f"V={V} F={F} J={np.asarray(d['kintree_table']).shape[1]}"
+        _check(rep, f"smpl {g}", path, fn)
+
+    def regressor(rows):
+        def fn(p):
+            if not os.path.isfile(p):
+                raise FileNotFoundError("missing")
+            r = np.load(p, allow_pickle=False)
+            if r.ndim != 2 or r.shape[0] != rows or (V is not None and r.shape[1] != V):
+                raise ValueError(f"shape {r.shape}, expected ({rows}, {V or 'V'})")
+            return f"shape {r.shape}"
+        return fn
+
+    _check(rep, "J_regressor_extra", cfg.PATHS.JOINT_REGRESSOR_TRAIN_EXTRA, regressor(9))
+    _check(rep, "J_regressor_h36m", cfg.PATHS.JOINT_REGRESSOR_H36M, regressor(17))
+
+    def mean_params(p):
+        if not os.path.isfile(p):
+            raise FileNotFoundError("missing")
+        d = np.load(p, allow_pickle=False)
+        want = {"pose": (144,), "shape": (10,), "cam": (3,)}
+        for k, s in want.items():
+            if k not in d.files:
+                raise KeyError(f"missing key '{k}'")
+            if np.asarray(d[k]).reshape(-1).shape != s:
+                raise ValueError(f"key '{k}' has shape {d[k].shape}, expected {s}")
+        return "pose (144,), shape (10,), cam (3,)"
+    _check(rep, "smpl_mean_params", cfg.PATHS.SMPL_MEAN_PARAMS, mean_params)
+
+    if cfg.METHOD == "dsr":
+        def prior(p):
+            if not os.path.isfile(p):
+                raise FileNotFoundError("missing")
+            a = np.squeeze(np.load(p, allow_pickle=False))
+            if a.ndim != 2 or a.shape[1] != 20 or (F is not None and a.shape[0] not in (F, V)):
+                raise ValueError(f"shape {a.shape}, expected ({F or 'F'}, 20)")
+            s = a.sum(1)
+            if np.abs(s - 1).max() > 1e-3:
+                raise ValueError(f"rows must sum to 1 (range {s.min():.4f}..{s.max():.4f})")
+            return f"shape {a.shape}"
+        _check(rep, "semantic_prior", cfg.PATHS.SEMANTIC_PRIOR, prior)
+
+
+def check_optional_files(rep, cfg):
+    def exists(p):
+        if not os.path.isfile(p):
+            raise FileNotFoundError("missing")
+        return f"{os.path.getsize(p) / 2**20:.1f} MiB"
+    for key in ("PRETRAINED", "RESUME"):
+        v = cfg.TRAINING[key]
+        if v:
+            _check(rep, f"TRAINING.{key}", v, exists)
+    bb = cfg[cfg.METHOD.upper()].BACKBONE if cfg.METHOD.upper() in cfg else None
+    w = cfg.PATHS.BACKBONE_WEIGHTS.get(bb, "") if bb else ""
+    if w:
+        _check(rep, f"backbone {bb}", w, exists)
+
+
+def _sample_rows(n, k, all_):
+    if all_ or n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
+def check_dataset(rep, cfg, name, is_train, k, all_):
+    from dsr.data import graphonomy as G
+    from dsr.data.base_dataset import dataset_npz_path, dataset_root, load_spin_npz
+
+    split = "train" if is_train else "eval"
+    try:
+        npz = dataset_npz_path(cfg, name, is_train)
+        root = dataset_root(cfg, name)
+    except Exception as e:  # noqa: BLE001
+        rep.add(f"{name} ({split})", "-", False, str(e))
+        return
+    try:
+        data = load_spin_npz(npz)
+    except Exception as e:  # noqa: BLE001
+        rep.add(f"{name} npz", npz, False, str(e))
+        return
+    n = len(data["imgname"])
+    bad_dtype = [key for key in ("center", "scale", "part", "openpose", "S", "pose", "shape", "has_smpl")
+                 if key in data and not np.issubdtype(data[key].dtype, np.number)]
+    if data["imgname"].dtype.kind not in "UOS":
+        bad_dtype.append("imgname")
+    if bad_dtype:
+        rep.add(f"{name} npz", npz, False, f"keys {bad_dtype} have the wrong dtype")
+    else:
+        rep.add(f"{name} npz", npz, True, f"{n} samples, keys {sorted(data)}")
+    if not os.path.isdir(root):
+        rep.add(f"{name} root", root, False, "dataset folder missing")
+        return
+    rows = _sample_rows(n, k, all_)
+    img_bad, mask_bad, sizes = [], [], {}
+    for i in rows:
+        name_i = str(data["imgname"][i])
+        p = os.path.join(root, name_i)
+        img = cv2.imread(p, cv2.IMREAD_COLOR) if os.path.isfile(p) else None
+        if img is None:
+            img_bad.append(f"{p} ({'missing' if not os.path.isfile(p) else 'cannot decode'})")
+            continue
+        sizes[name_i] = img.shape[:2]
+    rep.add(f"{name} images", root, not img_bad,
+            f"{len(rows) - len(img_bad)}/{len(rows)} sampled images ok" + (": " + "; ".join(img_bad[:5]) if img_bad else ""))
+    if not (is_train and cfg.METHOD == "dsr"):
+        return
+    uniq = np.unique(data["imgname"].astype(str))
+    missing = [u for u in uniq if not os.path.isfile(G.mask_path(root, u))]
+    frac = len(missing) / max(1, len(uniq))
+    lim = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
+    rep.add(f"{name} masks present", os.path.join(root, "grph_sequences"), frac <= lim,
+            f"{len(uniq) - len(missing)}/{len(uniq)} present" + (f", {len(missing)} missing (e.g. {G.mask_path(root, missing[0])}),"
+                                                                 f" limit {100 * lim:.1f}%" if missing else ""))
+    pal = {tuple(c) for c in GRAPHONOMY_PALETTE.tolist()}
+    for i in rows:
+        name_i = str(data["imgname"][i])
+        mp = G.mask_path(root, name_i)
+        if not os.path.isfile(mp) or name_i not in sizes:
+            continue
+        m = cv2.imread(mp, cv2.IMREAD_COLOR)
+        if m is None:
+            mask_bad.append(f"{mp} (cannot decode)")
+            continue
+        if m.shape[:2] != sizes[name_i]:
+            mask_bad.append(f"{mp} (size {m.shape[:2]} != image {sizes[name_i]})")
+            continue
+        cols = {tuple(c) for c in np.unique(m[:, :, ::-1].reshape(-1, 3), axis=0).tolist()}
+        other = cols - pal
+        if other:
+            mask_bad.append(f"{mp} ({len(other)} non-palette colours, e.g. {sorted(other)[0]})")
+    rep.add(f"{name} masks", os.path.join(root, "grph_sequences"), not mask_bad,
+            "sampled masks decode, match their image size, palette colours only" if not mask_bad
+            else "; ".join(mask_bad[:5]) + (f" (+{len(mask_bad) - 5} more)" if len(mask_bad) > 5 else ""))
+
+
+def run(cfg, samples=20, all_=False) -> Report:
+    rep = Report()
+    check_body(rep, cfg)
+    check_optional_files(rep, cfg)
+    if not cfg.RUN_TEST:
+        if cfg.DATASET.TRAIN_DS == "all":
+            names = MIXTURE[bool(cfg.DATASET.TRAIN_3DPW)][0]
+        else:
+            names = [cfg.DATASET.TRAIN_DS]
+        for name in names:
+            check_dataset(rep, cfg, name, True, samples, all_)
+    check_dataset(rep, cfg, cfg.DATASET.VAL_DS, False, samples, all_)
+    return rep
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cfg", required=True)
+    p.add_argument("--cfg-id", type=int, default=0)
+    p.add_argument("--samples", type=int, default=20, help="images/masks sampled per dataset")
+    p.add_argument("--all", action="store_true", help="check every image and mask")
+    a = p.parse_args(argv)
+    from dsr.config import load_config
+
+    cfg = load_config(a.cfg, a.cfg_id)
+    rep = run(cfg, a.samples, a.all)
+    rep.print()
+    if rep.problems:
+        print(f"\n{len(rep.problems)} problem(s) with the files of {a.cfg}:", file=sys.stderr)
+        for item, path, _, detail in rep.problems:
+            print(f"  - {item}: {path}: {detail}", file=sys.stderr)
+        return 1
+    print(f"\nall files of {a.cfg} look fine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Graphonomy decode / merge / class weights / MC target / background box, by hand."""
+import numpy as np
+import pytest
+
+from dsr.data import graphonomy as G
+
+# palette colours written out by hand from reference §3.1
+FACE = (0, 0, 255)
+LEFT_ARM = (51, 170, 221)
+RIGHT_ARM = (0, 255, 255)
+LEFT_SHOE = (255, 255, 0)
+RIGHT_SHOE = (255, 170, 0)
+PANTS = (0, 85, 85)
+UPPER = (255, 85, 0)
+HAIR = (255, 0, 0)
+LEFT_LEG = (85, 255, 170)
+
+
+def _paint(h, w, regions):
+    img = np.zeros((h, w, 3), np.uint8)
+    for (y0, y1, x0, x1), col in regions:
+        img[y0:y1, x0:x1] = col
+    return img
+
+
+def test_decode_exact_colours_and_unknown():
+    img = _paint(4, 5, [((0, 1, 0, 1), FACE), ((0, 1, 1, 2), LEFT_ARM), ((1, 2, 0, 1), RIGHT_SHOE),
+                        ((1, 2, 1, 2), (0, 0, 254)),  # one off from face -> unknown
+                        ((2, 3, 0, 5), PANTS), ((3, 4, 4, 5), (52, 86, 128))])  # scarf
+    labels, known = G.decode_colour_mask(img, return_known=True)
+    assert labels.dtype == np.int64 and labels.shape == (4, 5)
+    assert labels[0, 0] == 13 and labels[0, 1] == 14 and labels[1, 0] == 19
+    assert labels[1, 1] == 0 and not known[1, 1]
+    assert (labels[2] == 9).all() and labels[3, 4] == 11
+    assert labels[3, 0] == 0 and known[3, 0]  # black = background, a known colour
+    # every palette entry decodes to its own index
+    pal = np.array([[0, 0, 0], [128, 0, 0], [255, 0, 0], [0, 85, 0], [170, 0, 51], [255, 85, 0], [0, 0, 85],
+                    [0, 119, 221], [85, 85, 0], [0, 85, 85], [85, 51, 0], [52, 86, 128], [0, 128, 0],
+                    [0, 0, 255], [51, 170, 221], [0, 255, 255], [85, 255, 170], [170, 255, 85],
+                    [255, 255, 0], [255, 170, 0]], np.uint8)
+    assert (G.decode_colour_mask(pal[None]) == np.arange(20)[None]).all()
+    assert (G.encode_labels(np.arange(20)[None]) == pal[None]).all()
+
+
+def test_merge_groups():
+    labels = np.arange(20)[None]
+    want = [0, 1, 1, 2, 1, 2, 2, 2, 3, 3, 2, 1, 3, 1, 4, 5, 6, 7, 6, 7]
+    assert G.merge_dsr_c_labels(labels).tolist() == [want]
+
+
+def test_class_weights_by_hand():
+    # 20x20 = 400 px: head 100, upperclothes 61, pants 60, leftArm 59, rest background 120
+    merged = np.zeros(400, np.int64)
+    merged[:100] = 1
+    merged[100:161] = 2
+    merged[161:221] = 3
+    merged[221:280] = 4
+    merged = merged.reshape(20, 20)
+    w = G.dsr_c_class_weights(merged)
+    # min over counts >= 60: 60 (pants); weight only for counts > 60
+    expect = np.array([60 / 120, 60 / 100, 60 / 61, 0.0, 0.0, 0, 0, 0], np.float32)
+    np.testing.assert_allclose(w, expect, rtol=1e-6)
+    assert w.dtype == np.float32 and w.shape == (8,)
+    # counting only known pixels: drop 30 background pixels -> background count 90
+    counted = np.ones((20, 20), bool)
+    counted.ravel()[280:310] = False
+    w2 = G.dsr_c_class_weights(merged, counted)
+    assert w2[0] == pytest.approx(60 / 90)
+
+
+def test_mc_target_by_hand():
+    # leftShoe 61 px (valid), rightShoe 60 px (not valid), face 100 (valid), no arms
+    img = np.zeros((30, 30, 3), np.uint8)
+    img.reshape(-1, 3)[:61] = LEFT_SHOE
+    img.reshape(-1, 3)[100:160] = RIGHT_SHOE
+    img.reshape(-1, 3)[200:300] = FACE
+    img.reshape(-1, 3)[400:500] = HAIR
+    labels = G.decode_colour_mask(img)
+    mask, valid = G.dsr_mc_target(labels)
+    assert valid.tolist() == [1, 0, 0, 0, 1]
+    assert mask.dtype == np.float32 and mask.sum() == 161
+    flat = mask.ravel()
+    assert flat[:61].all() and not flat[100:160].any() and flat[200:300].all() and not flat[400:500].any()
+
+
+def test_distance_transform():
+    mask = np.zeros((5, 7), np.float32)
+    mask[2, 3] = 1
+    d = G.mc_distance_transform(mask)
+    yy, xx = np.mgrid[:5, :7]
+    np.testing.assert_allclose(d, np.sqrt((yy - 2) ** 2 + (xx - 3) ** 2), rtol=1e-6)
+
+
+def test_keypoint_box_by_hand():
+    kp = np.array([[50.0, 60.0, 1.0], [100.0, 120.0, 0.31], [5.0, 5.0, 0.3],  # conf 0.3 excluded
+                   [210.0, 100.0, 0.0]])
+    assert G.keypoint_box(kp, 224, 224) == (20, 30, 130, 150)
+    kp2 = np.array([[10.0, 200.0, 0.9]])  # clipped at 0 and at 223
+    assert G.keypoint_box(kp2, 224, 224) == (0, 170, 40, 223)
+    labels = np.ones((224, 224), np.int64)
+    out = G.remove_background(labels, kp, )
+    assert out[30:151, 20:131].all() and out.sum() == 121 * 111
+    with pytest.raises(G.NoConfidentKeypointsError, match="confidence"):
+        G.keypoint_box(np.array([[1.0, 1.0, 0.3]]), 224, 224)
+
+
+def test_swap_lr_labels():
+    labels = np.arange(20)
+    sw = G.swap_lr_labels(labels)
+    assert sw[14] == 15 and sw[15] == 14 and sw[16] == 17 and sw[17] == 16 and sw[18] == 19 and sw[19] == 18
+    assert (sw[:14] == np.arange(14)).all()
+
+
+def test_mask_path():
+    assert G.mask_path("/r", "images/gpj_x.jpg") == "/r/grph_sequences/images/gpj_x.png"
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="RGB"):
+        G.decode_colour_mask(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="0..19"):
+        G.merge_dsr_c_labels(np.array([[20]]))

@@ -1,0 +1,184 @@
+"""Pose sampler (by hand) and the synthetic generator (on the free body model, if built)."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from dsr.constants import SMPL_JOINT_NAMES
+from dsr.data import pose_sampler as PS
+
+J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
+FREE_BODY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dsr", "assets", "free_body")
+HAVE_BODY = os.path.isfile(os.path.join(FREE_BODY, "smpl", "SMPL_NEUTRAL.npz")) and os.path.isfile(
+    os.path.join(FREE_BODY, "face_parts.npy"))
+needs_body = pytest.mark.skipif(not HAVE_BODY, reason="free body assets not built (scripts/build_free_body.py)")
+
+
+def test_joint_limits_mirrored():
+    L = PS.JOINT_LIMITS
+    np.testing.assert_array_equal(L[J["left_shoulder"]], [[-45, 45], [-100, 35], [-85, 75]])
+    np.testing.assert_array_equal(L[J["right_shoulder"]], [[-45, 45], [-35, 100], [-75, 85]])
+    np.testing.assert_array_equal(L[J["right_knee"]], [[0, 145], [-3, 3], [-3, 3]])
+    np.testing.assert_array_equal(L[J["right_elbow"]], [[-10, 10], [0, 145], [-10, 10]])
+
+
+def test_sampled_poses_within_limits():
+    rng = np.random.default_rng(0)
+    poses = np.stack([PS.sample_body_pose(rng) for _ in range(300)])
+    assert (poses[:, :3] == 0).all()
+    eul = Rotation.from_rotvec(poses.reshape(-1, 3)).as_euler("XYZ", degrees=True).reshape(300, 24, 3)
+    # XYZ Euler angles are ambiguous: (x, y, z) ~ (x + 180, +-180 - y, z + 180); one must fit
+    alt = eul + np.array([180.0, 0.0, 180.0])
+    alt[..., 1] = np.sign(eul[..., 1]) * 180.0 - eul[..., 1]
+    alt = (alt + 180.0) % 360.0 - 180.0
+    lo, hi = PS.JOINT_LIMITS[None, :, :, 0] - 1e-6, PS.JOINT_LIMITS[None, :, :, 1] + 1e-6
+
+    def within(e):
+        return ((e >= lo) & (e <= hi)).all(-1)
+    assert (within(eul) | within(alt))[:, 1:].all()
+    # knees only bend backwards (positive x), by hand from the limits
+    assert (eul[:, J["left_knee"], 0] >= -1e-6).all()
+
+
+def _tpose():
+    """A hand-made T-pose skeleton (metres, SMPL frame: x left, y up)."""
+    p = np.zeros((24, 3))
+    coords = {
+        "pelvis": (0, 0.9, 0), "left_hip": (0.09, 0.82, 0), "right_hip": (-0.09, 0.82, 0), "spine1": (0, 1.0, 0),
+        "left_knee": (0.1, 0.45, 0), "right_knee": (-0.1, 0.45, 0), "spine2": (0, 1.13, 0),
+        "left_ankle": (0.1, 0.07, 0), "right_ankle": (-0.1, 0.07, 0), "spine3": (0, 1.2, 0),
+        "left_foot": (0.1, 0.02, 0.12), "right_foot": (-0.1, 0.02, 0.12), "neck": (0, 1.45, 0),
+        "left_collar": (0.08, 1.38, 0), "right_collar": (-0.08, 1.38, 0), "head": (0, 1.55, 0),
+        "left_shoulder": (0.18, 1.4, 0), "right_shoulder": (-0.18, 1.4, 0), "left_elbow": (0.45, 1.4, 0),
+        "right_elbow": (-0.45, 1.4, 0), "left_wrist": (0.7, 1.4, 0), "right_wrist": (-0.7, 1.4, 0),
+        "left_hand": (0.78, 1.4, 0), "right_hand": (-0.78, 1.4, 0),
+    }
+    for n, c in coords.items():
+        p[J[n]] = c
+    return p
+
+
+def test_limbs_collide_by_hand():
+    t = _tpose()
+    assert not PS.limbs_collide(t[None])[0]
+    bad = t.copy()  # left forearm through the torso: elbow in front of the chest, wrist behind it
+    bad[J["left_elbow"]] = (0.05, 1.25, 0.25)
+    bad[J["left_wrist"]] = (0.0, 1.25, -0.2)
+    bad[J["left_hand"]] = (0.0, 1.25, -0.28)
+    assert PS.limbs_collide(bad[None])[0]
+    legs = t.copy()  # left shin crossing through the right shin
+    legs[J["left_ankle"]] = (-0.12, 0.07, 0.0)
+    legs[J["left_knee"]] = (-0.05, 0.45, 0.0)
+    legs[J["right_knee"]] = (-0.05, 0.45, 0.02)
+    assert PS.limbs_collide(legs[None])[0]
+
+
+def test_global_orient_upright():
+    rng = np.random.default_rng(1)
+    R = Rotation.from_rotvec(PS.sample_global_orient(rng, 200)).as_matrix()
+    up_cam = R @ np.array([0, 1.0, 0])  # the body's up axis in the OpenCV camera
+    assert (up_cam[:, 1] < -np.cos(np.deg2rad(30))).all()  # points up the image (-y), within 30 deg
+
+
+@pytest.fixture(scope="module")
+def body():
+    from dsr.data.synthetic import load_body_models
+    torch.manual_seed(0)
+    return load_body_models(FREE_BODY)
+
+
+def _front_face_bruteforce(verts, faces, focal, W, H, px, py):
+    """Index of the nearest face whose projected triangle contains (px, py) (rasterizer pixel
+    centre convention), by testing every face: -1 if none."""
+    u = focal * verts[:, 0] / verts[:, 2] + W / 2
+    v = focal * verts[:, 1] / verts[:, 2] + H / 2
+    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+    x0, y0, x1, y1, x2, y2 = u[a], v[a], u[b], v[b], u[c], v[c]
+    den = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        l0 = ((y1 - y2) * (px - x2) + (x2 - x1) * (py - y2)) / den
+        l1 = ((y2 - y0) * (px - x2) + (x0 - x2) * (py - y2)) / den
+    l2 = 1 - l0 - l1
+    inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (np.abs(den) > 1e-12)
+    if not inside.any():
+        return -1
+    idx = np.nonzero(inside)[0]
+    za, zb, zc = verts[a[idx], 2], verts[b[idx], 2], verts[c[idx], 2]
+    z = 1.0 / (l0[idx] / za + l1[idx] / zb + l2[idx] / zc)  # perspective-correct depth
+    return int(idx[np.argmin(z)])
+
+
+@needs_body
+@pytest.mark.parametrize("hw", [(320, 320), (288, 384)])
+def test_joints_inside_mask_and_labels_equal_outfit(body, hw):
+    from dsr.data.synthetic import render_batch
+    models, parts = body
+    faces = models["neutral"].faces.numpy()
+    samples = render_batch(models, parts, np.random.default_rng(5), 2, hw)
+    for s in samples:
+        lab = s["labels"]
+        H, W = lab.shape
+        on_body = 0
+        for x, y in s["joints2d"]:
+            c, r = int(round(x)), int(round(y))
+            assert 0 <= r < H and 0 <= c < W
+            assert lab[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].any(), "joint off the person's mask"
+            if lab[r, c] == 0:
+                continue
+            on_body += 1
+            f = _front_face_bruteforce(s["vertices"].astype(np.float64), faces, s["focal"], W, H, c + 0.5, r + 0.5)
+            assert f >= 0 and s["outfit"][f] == lab[r, c]
+        assert on_body >= 40  # of 49
+
+
+@needs_body
+def test_written_dataset_round_trip(body, tmp_path):
+    from dsr.config import get_cfg_defaults
+    from dsr.data import BaseDataset
+    from dsr.data.graphonomy import decode_colour_mask, mask_path
+    from dsr.data.synthetic import make_synthetic
+
+    paths = make_synthetic(str(tmp_path / "root"), str(tmp_path / "npz"), n_train=4, n_test=2, seed=3,
+                           body_dir=FREE_BODY, progress=False)
+    tr = np.load(paths["train"])
+    te = np.load(paths["test"])
+    assert set(tr.files) == {"imgname", "center", "scale", "part", "openpose", "S", "pose", "shape", "has_smpl", "gender"}
+    assert "S" not in te.files and set(te["gender"].tolist()) <= {"m", "f"}
+    np.testing.assert_allclose(tr["S"][:, 14, :3], 0, atol=1e-6)  # pelvis-centred
+    assert (tr["S"][:, :, 3] == 1).all() and (tr["part"][:, :, 2] == 1).all()
+    root = str(tmp_path / "root")
+    for i, name in enumerate(tr["imgname"]):
+        img = cv2.imread(os.path.join(root, str(name)))
+        m = cv2.imread(mask_path(root, str(name)))[:, :, ::-1]
+        assert img.shape == m.shape
+        labels, known = decode_colour_mask(np.ascontiguousarray(m), return_known=True)
+        assert known.all()  # palette colours only
+        for x, y, _ in tr["part"][i]:
+            r, c = int(round(y)), int(round(x))
+            assert labels[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].any()
+        # S equals the gendered body model's 24 GT joints for the stored pose/shape (pelvis-centred)
+        g = "male" if tr["gender"][i] == "m" else "female"
+        out = models_forward(body[0][g], tr["pose"][i], tr["shape"][i])
+        j = out - out[14]
+        np.testing.assert_allclose(tr["S"][i, :, :3], j, atol=1e-4)
+    cfg = get_cfg_defaults()
+    cfg.METHOD = "dsr"
+    cfg.PATHS.DATASET_NPZ_PATH = str(tmp_path / "npz")
+    cfg.PATHS.DATASET_FOLDERS["synthetic"] = root
+    cfg.PATHS.DATASET_FOLDERS["synthetic-test"] = root
+    it = BaseDataset(cfg, "synthetic", is_train=True)[0]
+    assert it["grph_dsr_c_label"].shape == (224, 224) and it["valid_labels_dsr_mc"].shape == (5,)
+    assert (it["grph_dsr_c_label"] > 0).float().mean() > 0.05  # a person fills the crop
+    te_item = BaseDataset(cfg, "synthetic-test", is_train=False)[1]
+    assert te_item["gender"] in (0, 1)
+
+
+def models_forward(model, pose, shape):
+    from dsr.geometry import batch_rodrigues
+    R = batch_rodrigues(torch.as_tensor(pose, dtype=torch.float32).reshape(-1, 3))
+    with torch.no_grad():
+        out = model(global_orient=R[None, :1], body_pose=R[None, 1:], betas=torch.as_tensor(shape)[None].float())
+    return out.joints[0, 25:].numpy()
