@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Demo: image(s) -> SMPL-format mesh, rendered as [input crop | overlay | side view] (reference §10).
+
+    python demo.py --checkpoint CKPT --img IMG [--bbox BBOX.json | --openpose KP.json] [--outfile_folder O]
+    python demo.py --checkpoint CKPT --img_folder D [--openpose_folder K] --outfile_folder O
+    options: --cfg FILE (paths of the body model; default: the config stored in a checkpoint made by
+             this project, else configs/dsr_eval.cfg), --save_obj, --save_params, --device cpu|cuda,
+             --batch_size N
+
+Person box: ``--bbox`` json ``{"bbox": [x, y, w, h]}`` -> centre of the box, scale max(w, h)/200;
+``--openpose`` json (first person, keypoints with confidence > 0.2) -> centre = their mean,
+scale = 1.2 * max extent / 200; neither -> the image centre, scale max(H, W)/200. In folder mode
+the OpenPose file of ``<stem>.<ext>`` is ``<openpose_folder>/<stem>_keypoints.json``.
+Writes ``<stem>_result.png``, and with the flags ``<stem>.obj`` (camera-frame mesh) and
+``<stem>.npz`` (pose rotmats, betas, cam, cam_t, vertices, center, scale).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class DemoError(RuntimeError):
+    """A demo input is unusable; the message names the file and the problem."""
+
+
+def bbox_from_json(path: str):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        x, y, w, h = (float(v) for v in data["bbox"])
+    except FileNotFoundError:
+        raise DemoError(f"{path}: bbox file not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DemoError(f"{path}: malformed bbox json, expected {{\"bbox\": [x, y, w, h]}} ({e})") from None
+    if w <= 0 or h <= 0:
+        raise DemoError(f"{path}: bbox width and height must be positive, got w={w}, h={h}")
+    return np.array([x + w / 2.0, y + h / 2.0]), max(w, h) / 200.0
+
+
+def bbox_from_openpose(path: str, conf_thresh: float = 0.2, rescale: float = 1.2):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        kp = np.asarray(data["people"][0]["pose_keypoints_2d"], dtype=np.float64).reshape(-1, 3)
+    except FileNotFoundError:
+        raise DemoError(f"{path}: OpenPose file not found") from None
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as e:
+        raise DemoError(f"{path}: malformed OpenPose json, expected people[0].pose_keypoints_2d ({e})") from None
+    valid = kp[kp[:, 2] > conf_thresh, :2]
+    if len(valid) < 2:
+        raise DemoError(f"{path}: fewer than 2 keypoints with confidence > {conf_thresh}")
+    extent = (valid.max(axis=0) - valid.min(axis=0)).max()
+    return valid.mean(axis=0), rescale * extent / 200.0
+
+
+def read_image(path: str) -> np.ndarray:
+    import cv2
+
+    if not os.path.isfile(path):
+        raise DemoError(f"{path}: image not found")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise DemoError(f"{path}: cannot decode the image (unsupported or corrupt file)")
+    return img[:, :, ::-1].copy()  # RGB
+
+
+def prepare(img_path: str, bbox_json=None, openpose_json=None, res: int = 224):
+    """-> (normalised crop (3,res,res) float32, crop uint8 (res,res,3), center, scale)."""
+    from dsr import constants
+    from dsr.data.image_utils import crop_cv2
+
+    img = read_image(img_path)
+    if bbox_json:
+        center, scale = bbox_from_json(bbox_json)
+    elif openpose_json:
+        center, scale = bbox_from_openpose(openpose_json)
+    else:
+        h, w = img.shape[:2]
+        center, scale = np.array([w / 2.0, h / 2.0]), max(h, w) / 200.0
+    crop = crop_cv2(img, center, scale, res)
+    x = crop.astype(np.float32) / 255.0
+    x = (x - np.array(constants.IMG_NORM_MEAN, np.float32)) / np.array(constants.IMG_NORM_STD, np.float32)
+    return x.transpose(2, 0, 1), crop, center, scale
+
+
+def resolve_config(checkpoint: str, cfg_file: str | None):
+    """The config that gives the body-model paths: --cfg, else the checkpoint's own, else dsr_eval."""
+    import torch
+
+    from dsr.config import get_cfg_defaults, load_config
+
+    if cfg_file:
+        cfg = load_config(cfg_file)
+    else:
+        cfg = None
+        if not os.path.isfile(checkpoint):
+            raise DemoError(f"{checkpoint}: checkpoint not found")
+        try:
+            ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise DemoError(f"{checkpoint}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
+        hp = ck.get("hyper_parameters", {}) if isinstance(ck, dict) else {}
+        if isinstance(hp, dict) and isinstance(hp.get("cfg"), str):
+            from yacs.config import CfgNode
+
+            cfg = get_cfg_defaults()
+            cfg.merge_from_other_cfg(CfgNode.load_cfg(hp["cfg"]))
+        else:
+            cfg = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "dsr_eval.cfg"))
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TRAINING.PRETRAINED = checkpoint
+    cfg.freeze()
+    return cfg
+
+
+def build_model(checkpoint: str, cfg_file: str | None, device: str):
+    from dsr.models import HMR
+    from dsr.models.checkpoint import CheckpointError
+
+    cfg = resolve_config(checkpoint, cfg_file)
+    try:
+        model = HMR(cfg)
+    except CheckpointError as e:
+        raise DemoError(str(e)) from None
+    return model.to(device).eval(), cfg
+
+
+def write_obj(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
+    with open(path, "w") as f:
+        f.writelines(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in vertices)
+        f.writelines(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
+
+
+def run_batch(model, cfg, items, out_folder, save_obj=False, save_params=False, device="cpu"):
+    """items: list of (img_path, crop_tensor, crop_uint8, center, scale). Writes the results."""
+    import cv2
+    import torch
+
+    from dsr import constants
+    from dsr.rendering.overlay import render_mesh, side_view_vertices
+
+    x = torch.from_numpy(np.stack([it[1] for it in items])).to(device)
+    with torch.no_grad():
+        pred = model(x)
+    verts, cam_t = pred["smpl_vertices"].float(), pred["pred_cam_t"].float()
+    faces = model.body.faces
+    res = x.shape[-1]
+    color = constants.MESH_COLORS.get(cfg.DATASET.MESH_COLOR, constants.MESH_COLORS["blue"])
+    bg = torch.from_numpy(np.stack([it[2] for it in items]).astype(np.float32) / 255.0).to(device)
+    overlay, _ = render_mesh(verts, cam_t, faces, res, cfg.DATASET.FOCAL_LENGTH, color=color, background=bg)
+    side, _ = render_mesh(side_view_vertices(verts), cam_t, faces, res, cfg.DATASET.FOCAL_LENGTH, color=color)
+    written = []
+    for i, (path, _, crop, center, scale) in enumerate(items):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        row = np.concatenate([crop, (overlay[i].cpu().numpy() * 255).round().astype(np.uint8),
+                              (side[i].cpu().numpy() * 255).round().astype(np.uint8)], axis=1)
+        out = os.path.join(out_folder, f"{stem}_result.png")
+        cv2.imwrite(out, row[:, :, ::-1])
+        written.append(out)
+        if save_obj:
+            write_obj(os.path.join(out_folder, f"{stem}.obj"), (verts[i] + cam_t[i]).cpu().numpy(), faces.cpu().numpy())
+        if save_params:
+            np.savez(os.path.join(out_folder, f"{stem}.npz"), pose=pred["pred_pose"][i].cpu().numpy(),
+                     betas=pred["pred_shape"][i].cpu().numpy(), cam=pred["pred_cam"][i].cpu().numpy(),
+                     cam_t=cam_t[i].cpu().numpy(), vertices=verts[i].cpu().numpy(), center=center, scale=scale)
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--cfg", default=None)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--img")
+    src.add_argument("--img_folder")
+    box = p.add_mutually_exclusive_group()
+    box.add_argument("--bbox")
+    box.add_argument("--openpose")
+    p.add_argument("--openpose_folder")
+    p.add_argument("--outfile_folder", default=None)
+    p.add_argument("--save_obj", action="store_true")
+    p.add_argument("--save_params", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch_size", type=int, default=8)
+    args = p.parse_args(argv)
+
+    try:
+        model, cfg = build_model(args.checkpoint, args.cfg, args.device)
+    except DemoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    res = int(cfg.DATASET.IMG_RES)
+    if args.img:
+        out_folder = args.outfile_folder or os.path.dirname(os.path.abspath(args.img))
+        os.makedirs(out_folder, exist_ok=True)
+        try:
+            item = prepare(args.img, args.bbox, args.openpose, res)
+        except DemoError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for path in run_batch(model, cfg, [(args.img, *item)], out_folder, args.save_obj, args.save_params, args.device):
+            print(path)
+        return 0
+
+    from tqdm import tqdm
+
+    if not os.path.isdir(args.img_folder):
+        print(f"error: {args.img_folder}: image folder not found", file=sys.stderr)
+        return 2
+    if not args.outfile_folder:
+        print("error: --outfile_folder is required with --img_folder", file=sys.stderr)
+        return 2
+    os.makedirs(args.outfile_folder, exist_ok=True)
+    images = sorted(f for f in glob.glob(os.path.join(args.img_folder, "*")) if f.lower().endswith(IMG_EXTS))
+    failed, batch, n_ok = [], [], 0
+    for i, path in enumerate(tqdm(images, desc="demo")):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        op = os.path.join(args.openpose_folder, f"{stem}_keypoints.json") if args.openpose_folder else None
+        try:
+            batch.append((path, *prepare(path, None, op, res)))
+        except DemoError as e:
+            failed.append(str(e))
+        if batch and (len(batch) == args.batch_size or i == len(images) - 1):
+            n_ok += len(run_batch(model, cfg, batch, args.outfile_folder, args.save_obj, args.save_params, args.device))
+            batch = []
+    print(f"{n_ok} result(s) written to {args.outfile_folder}; {len(failed)} failed")
+    for msg in failed:
+        print(f"  failed: {msg}", file=sys.stderr)
+    return 0 if n_ok or not images else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
