@@ -9,13 +9,15 @@ Departures from the original, documented in the README:
 from __future__ import annotations
 
 import os
+import zipfile
 
 import pytorch_lightning as pl
+import torch
 from loguru import logger
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-__all__ = ["LastCheckpoint", "build_trainer", "run"]
+__all__ = ["LastCheckpoint", "build_trainer", "check_resume_checkpoint", "run"]
 
 
 class LastCheckpoint(Callback):
@@ -105,18 +107,34 @@ def build_trainer(cfg, logdir: str | None = None, extra_callbacks=None) -> pl.Tr
     )
 
 
+def check_resume_checkpoint(path: str) -> None:
+    """Fail early, naming ``TRAINING.RESUME`` and the file, when it is missing or cut short (e.g. the
+    ``last.ckpt.tmp`` of a run killed while saving); Lightning's own error names neither."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"TRAINING.RESUME: checkpoint not found: {path}")
+    if zipfile.is_zipfile(path):  # torch.save's zip format ends with its central directory
+        return
+    try:  # not a zip: a legacy torch.save file, or a damaged one
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        from dsr.models.checkpoint import CheckpointError
+
+        raise CheckpointError(f"TRAINING.RESUME: {path} is not a readable checkpoint (truncated or corrupt): "
+                              f"{type(e).__name__}: {e}") from e
+
+
 def run(cfg) -> int:
     """Train (then test) or only test, as ``cfg.RUN_TEST`` says. ``cfg.LOG_DIR`` is the run dir."""
     from dsr.lightning_module import DSRModule
 
+    resume = cfg.TRAINING.RESUME or None
+    if resume and not cfg.RUN_TEST:
+        check_resume_checkpoint(resume)
     module = DSRModule(cfg)
     trainer = build_trainer(cfg)
     if cfg.RUN_TEST:
         trainer.test(module)
         return 0
-    resume = cfg.TRAINING.RESUME or None
-    if resume and not os.path.isfile(resume):
-        raise FileNotFoundError(f"TRAINING.RESUME: checkpoint not found: {resume}")
     trainer.fit(module, ckpt_path=resume)
     if trainer.interrupted:
         logger.warning("training interrupted; last.ckpt was written, resume with TRAINING.RESUME")

@@ -119,6 +119,17 @@ def load_spin_npz(path: str) -> dict:
     return data
 
 
+def _truncated_jpeg(path: str) -> bool:
+    """True for a JPEG file cut short: libjpeg (so cv2.imread) decodes such a file without an error,
+    filling the missing rows with grey. A complete JPEG has an EOI marker (FF D9) after the start of
+    its last scan (FF DA); entropy-coded data cannot hold either byte pair (FF is stuffed as FF 00)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\xff\xd8":  # not a JPEG: other decoders fail on truncation themselves
+        return False
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
 def _normalize_img(img: np.ndarray) -> np.ndarray:
     """(H, W, 3) RGB in [0, 1] -> (3, H, W) ImageNet-normalised float32."""
     mean = np.asarray(IMG_NORM_MEAN, dtype=np.float32)
@@ -266,6 +277,9 @@ class BaseDataset(Dataset):
             if not os.path.isfile(path):
                 raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
             raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
+        if _truncated_jpeg(path):
+            raise DatasetError(f"dataset {self.dataset}: truncated JPEG {path} (no end-of-image marker after "
+                               "its last scan; OpenCV would decode it with the missing part grey)")
         return img[:, :, ::-1]
 
     def __getitem__(self, index: int) -> dict:
