@@ -97,16 +97,38 @@ class DSRModule(pl.LightningModule):
     def forward(self, images):
         return self.model(images)
 
+    def _batchnorm_stats(self) -> list:
+        """(module, running_mean, running_var, num_batches_tracked) copies of every BatchNorm."""
+        return [(m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                for m in self.model.modules()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
     def training_step(self, batch, batch_idx):
+        bn_stats = self._batchnorm_stats()  # put back if the step is skipped
         pred = self.model(batch["img"])
         with torch.no_grad():
             batch["gt_vertices"] = self._gt_mesh(batch["pose"], batch["betas"]).vertices
         loss, terms = self.loss_fn(pred, batch, start_dsr=self.start_dsr())
         B = batch["img"].shape[0]
-        if not torch.isfinite(loss):
+        bad = not bool(torch.isfinite(loss))
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:  # every rank must agree, or the ranks that go on would wait for gradients
+            flag = self.trainer.strategy.reduce(torch.tensor(float(bad), device=loss.device), reduce_op="max")
+            bad = bool(flag > 0)
+        if bad:
+            # a skipped step changes nothing: the forward pass has already moved the BatchNorm
+            # running statistics, and a NaN input would have made them NaN for good
+            with torch.no_grad():
+                for m, mean, var, n in bn_stats:
+                    m.running_mean.copy_(mean)
+                    m.running_var.copy_(var)
+                    m.num_batches_tracked.copy_(n)
             self.nonfinite_steps += 1
             logger.warning(f"step {self.global_step}: non-finite total loss, step skipped "
                            f"({self.nonfinite_steps} so far)")
+            if world > 1:
+                # DDP: a backward pass must still happen on every rank; zero gradients everywhere
+                return sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
             return None
         self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in terms.items()},
                       on_step=True, on_epoch=False, batch_size=B)
@@ -141,7 +163,10 @@ class DSRModule(pl.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, batch_idx, stage):
         ds = self.cfg.DATASET.VAL_DS
-        pred = self.model(batch["img"])
+        if self.cfg.TESTING.MEAN_PARAMS_BASELINE:
+            pred = self.model.mean_prediction(batch["img"].shape[0])
+        else:
+            pred = self.model(batch["img"])
         body = self._body("neutral")
         pred_verts = pred["smpl_vertices"]
         pred_j = centre_and_select(body.regress_h36m_joints(pred_verts), ds)
