@@ -39,6 +39,7 @@ __all__ = [
     "grid_axes",
     "run_name",
     "make_run_dir",
+    "merge_opts",
 ]
 
 
@@ -152,6 +153,7 @@ _C.TESTING.SAVE_RESULTS = False  # add pose/shape/cam_t to evaluation_results_<V
 _C.TESTING.SIDEVIEW = True  # add a side view to the image grids
 _C.TESTING.LOG_FREQ_TB_IMAGES = 50  # image grid every N evaluation batches
 _C.TESTING.DISP_ALL = True  # unused
+_C.TESTING.MEAN_PARAMS_BASELINE = False  # added: evaluate the mean pose/shape/camera instead of the network
 
 # ----------------------------------------------------------------------------- TRAINER (added)
 _C.TRAINER = CN()
@@ -245,7 +247,7 @@ def _check_type(key: str, value, default, cfg_file: str):
     As in yacs, a string is first read as a Python literal where the default is not a string
     (YAML reads ``3e-5`` as a string; yacs turns it into 3e-05).
     """
-    if isinstance(value, str) and not isinstance(default, str):
+    if isinstance(value, str) and default is not None and not isinstance(default, str):
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -328,6 +330,29 @@ def load_config(cfg_file: str, cfg_id: int = 0) -> CN:
             f"combination(s), valid ids are 0..{len(configs) - 1}"
         )
     return configs[cfg_id]
+
+
+def merge_opts(cfg: CN, opts: list[str], source: str = "--opts") -> CN:
+    """Override keys from a flat ``[KEY, VALUE, KEY, VALUE, ...]`` list (values read as YAML),
+    with the same key and type checks as a config file. Returns a new frozen config."""
+    if len(opts) % 2:
+        raise ConfigError(f"{source}: expected KEY VALUE pairs, got an odd number of items: {opts}")
+    defaults = get_cfg_defaults()
+    out = cfg.clone()
+    out.defrost()
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        default = _lookup_default(defaults, key, source)
+        if isinstance(default, CN):
+            raise ConfigError(f"{source}: key '{key}' is a section, not a value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if (default is None or isinstance(default, str)) and not isinstance(value, str) and value is not None:
+            value = raw  # a path or a name that YAML reads as a number
+        _set(out, key, _check_type(key, value, default, source))
+    out.freeze()
+    return out
 
 
 def run_name(cfg: CN, cfg_file: str | None = None, timestamp: float | None = None) -> str:

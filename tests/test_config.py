@@ -227,3 +227,20 @@ def test_cli_config_error_is_one_line(tmp_path):
                          capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "unknown config key 'NOT_A_KEY'" in res.stderr
+
+
+def test_opts_override_with_checks():
+    from dsr.config import merge_opts
+
+    base = load_config(os.path.join(REPO, "configs", "dsr_eval.cfg"))
+    cfg = merge_opts(base, ["DATASET.BATCH_SIZE", "16", "TRAINING.PRETRAINED", "123", "DSR.SIGMA_VAL", "3e-5",
+                            "TESTING.SAVE_RESULTS", "True"])
+    assert cfg.DATASET.BATCH_SIZE == 16 and cfg.TRAINING.PRETRAINED == "123"
+    assert cfg.DSR.SIGMA_VAL == 3e-5 and cfg.TESTING.SAVE_RESULTS is True
+    assert base.DATASET.BATCH_SIZE == 128  # the input is not modified
+    with pytest.raises(ConfigError, match=r"unknown config key 'DATASET.BATCH_SIZ'"):
+        merge_opts(base, ["DATASET.BATCH_SIZ", "1"])
+    with pytest.raises(ConfigError, match=r"'DATASET.BATCH_SIZE' expects an integer, got 'x'"):
+        merge_opts(base, ["DATASET.BATCH_SIZE", "x"])
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        merge_opts(base, ["DATASET.BATCH_SIZE"])

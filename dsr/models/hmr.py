@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from dsr.body import build_body_model
-from dsr.geometry import convert_weak_perspective_to_perspective, perspective_projection
+from dsr.geometry import convert_weak_perspective_to_perspective, perspective_projection, rot6d_to_rotmat
 from dsr.models.backbone import build_backbone
 from dsr.models.checkpoint import LoadReport, load_hmr_checkpoint
 from dsr.models.head import HMRHead
@@ -79,13 +79,29 @@ class HMR(nn.Module):
         return load_hmr_checkpoint(self, path, allow_unsafe=allow_unsafe)
 
     def forward(self, images: torch.Tensor) -> dict:
-        out = self.head(self.backbone(images))
+        return self.decode(self.head(self.backbone(images)))
+
+    def decode(self, out: dict) -> dict:
+        """Head output (pred_pose, pred_shape, pred_cam, ...) -> + body mesh, joints, cam_t, 2D joints."""
         pose = out["pred_pose"]
+        B = pose.shape[0]
         body = self.body(global_orient=pose[:, :1], body_pose=pose[:, 1:], betas=out["pred_shape"])
         cam_t = convert_weak_perspective_to_perspective(out["pred_cam"], self.focal_length, self.img_res)
-        B = images.shape[0]
         joints2d = perspective_projection(
-            body.joints, cam_t, self.focal_length, torch.zeros(B, 2, device=images.device, dtype=cam_t.dtype)
+            body.joints, cam_t, self.focal_length, torch.zeros(B, 2, device=pose.device, dtype=cam_t.dtype)
         ) / (self.img_res / 2.0)
         out.update(pred_cam_t=cam_t, smpl_vertices=body.vertices, smpl_joints3d=body.joints, smpl_joints2d=joints2d)
         return out
+
+    def mean_prediction(self, batch_size: int) -> dict:
+        """The prediction made of the head's starting point alone (``smpl_mean_params.npz``: mean
+        pose, shape and camera), for every item: the baseline any trained model must beat."""
+        h = self.head
+        pose6d = h.init_pose.expand(batch_size, -1)
+        out = {
+            "pred_pose": rot6d_to_rotmat(pose6d).reshape(batch_size, -1, 3, 3),
+            "pred_pose_6d": pose6d,
+            "pred_shape": h.init_shape.expand(batch_size, -1),
+            "pred_cam": h.init_cam.expand(batch_size, -1),
+        }
+        return self.decode(out)
