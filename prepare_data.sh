@@ -29,6 +29,7 @@ SEED="${SEED:-0}"
 if [ $# -eq 0 ]; then
   if [ ! -f dsr/assets/free_body/smpl/SMPL_NEUTRAL.npz ] || [ ! -f dsr/assets/free_body/face_parts.npy ]; then
     echo "prepare_data: building the free body model (dsr/assets/free_body)"
+    bash scripts/setup.sh --build
     "$PY" scripts/build_free_body.py --out dsr/assets/free_body
   fi
   mkdir -p dsr_data/dataset_extras dsr_data/dataset_folders
