@@ -72,15 +72,9 @@ import scipy.optimize
 from scipy.spatial import cKDTree
 
 from dsr.body import outfits
+from dsr.constants import SMPL_JOINT_NAMES, SMPL_PARENTS
 
 # ----------------------------------------------------------------------------- SMPL rig
-SMPL_JOINT_NAMES = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
-]
-SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
 
 _TOES = [f"toe{i}-{k}" for i in range(1, 6) for k in range(1, 4) if not (i == 1 and k == 3)]
 _FINGERS = [f"finger{i}-{k}" for i in range(1, 6) for k in range(1, 4)]

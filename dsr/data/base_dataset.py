@@ -45,6 +45,7 @@ from dsr.data.image_utils import (
     pose_processing,
     sample_augmentation,
 )
+from dsr.data.rng import ProcessRng
 
 __all__ = ["BaseDataset", "DatasetError", "load_spin_npz", "dataset_npz_path", "dataset_root"]
 
@@ -175,9 +176,7 @@ class BaseDataset(Dataset):
         self.with_dist_mat = self.with_dsr_targets and cfg.DSR.DSR_MC_LOSS_TYPE == "DistM"
         self.swap_lr_masks = bool(cfg.DSR.FLIP_SWAP_LR_MASKS)
         self.max_missing_mask_fraction = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
-        self._fixed_rng = rng
-        self._rng_key = None
-        self._proc_rng = None
+        self._rng = ProcessRng(rng, salt=())
 
         data = load_spin_npz(self.npz_path)
         n = len(data["imgname"])
@@ -254,13 +253,7 @@ class BaseDataset(Dataset):
         logger.warning(msg + ": an all-zero mask is used for them (the original's behaviour)")
 
     def _get_rng(self) -> np.random.Generator:
-        if self._fixed_rng is not None:
-            return self._fixed_rng
-        key = (os.getpid(), torch.initial_seed())
-        if self._rng_key != key:
-            self._rng_key = key
-            self._proc_rng = np.random.default_rng([torch.initial_seed() % (2 ** 63), os.getpid()])
-        return self._proc_rng
+        return self._rng.get()
 
     def __len__(self) -> int:
         return len(self.imgname)

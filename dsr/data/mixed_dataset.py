@@ -8,14 +8,12 @@ dataset. Every member augments (the original ignores TRAINING.USE_AUGM here).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from dsr.constants import MIXTURE
 from dsr.data.base_dataset import BaseDataset
+from dsr.data.rng import ProcessRng
 
 __all__ = ["MixedDataset"]
 
@@ -41,18 +39,10 @@ class MixedDataset(Dataset):
         self.ratios = ratios
         self.partition = np.cumsum(ratios)
         self.length = max(len(d) for d in self.datasets)
-        self._fixed_rng = rng
-        self._rng_key = None
-        self._proc_rng = None
+        self._rng = ProcessRng(rng, salt=(1,))
 
     def _get_rng(self) -> np.random.Generator:
-        if self._fixed_rng is not None:
-            return self._fixed_rng
-        key = (os.getpid(), torch.initial_seed())
-        if self._rng_key != key:
-            self._rng_key = key
-            self._proc_rng = np.random.default_rng([torch.initial_seed() % (2 ** 63), os.getpid(), 1])
-        return self._proc_rng
+        return self._rng.get()
 
     def __len__(self) -> int:
         return self.length
