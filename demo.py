@@ -95,7 +95,7 @@ def resolve_config(checkpoint: str, cfg_file: str | None):
     """The config that gives the body-model paths: --cfg, else the checkpoint's own, else dsr_eval."""
     import torch
 
-    from dsr.config import get_cfg_defaults, load_config
+    from dsr.config import config_from_yaml_text, load_config
 
     if cfg_file:
         cfg = load_config(cfg_file)
@@ -109,10 +109,7 @@ def resolve_config(checkpoint: str, cfg_file: str | None):
             raise DemoError(f"{checkpoint}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
         hp = ck.get("hyper_parameters", {}) if isinstance(ck, dict) else {}
         if isinstance(hp, dict) and isinstance(hp.get("cfg"), str):
-            from yacs.config import CfgNode
-
-            cfg = get_cfg_defaults()
-            cfg.merge_from_other_cfg(CfgNode.load_cfg(hp["cfg"]))
+            cfg = config_from_yaml_text(hp["cfg"], f"{checkpoint} (stored config)")
         else:
             cfg = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "dsr_eval.cfg"))
     cfg = cfg.clone()

@@ -40,6 +40,7 @@ __all__ = [
     "run_name",
     "make_run_dir",
     "merge_opts",
+    "config_from_yaml_text",
 ]
 
 
@@ -285,8 +286,28 @@ def grid_axes(cfg_file: str) -> list[tuple[str, list]]:
 
 def grid_search_configs(cfg_file: str) -> list[CN]:
     """All configurations of a (grid-search) config file, merged over the defaults."""
+    return _configs_from_dict(_read_yaml(cfg_file), cfg_file)
+
+
+def config_from_yaml_text(text: str, source: str = "<config text>") -> CN:
+    """A config from YAML text (e.g. ``cfg.dump()`` stored in a checkpoint), merged over the
+    defaults with the same checks as a file. Unlike yacs' ``load_cfg`` it keeps strings such as
+    ``'32'`` strings."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    configs = _configs_from_dict(data, source)
+    if len(configs) != 1:
+        raise ConfigError(f"{source}: expected one configuration, the text defines {len(configs)}")
+    return configs[0]
+
+
+def _configs_from_dict(data: dict, cfg_file: str) -> list[CN]:
     defaults = get_cfg_defaults()
-    items = _flatten(_read_yaml(cfg_file))
+    items = _flatten(data)
     fixed, axes = [], []
     for key, value in items:
         default = _lookup_default(defaults, key, cfg_file)

@@ -26,6 +26,7 @@ from loguru import logger
 from yacs.config import CfgNode
 
 from dsr.body import build_body_model
+from dsr.config import config_from_yaml_text
 from dsr.data.loader import build_train_dataset, build_val_dataset, train_dataloader, val_dataloader
 from dsr.evaluation import metrics
 from dsr.evaluation.protocols import MESH_GT_DATASETS, PCK_DATASETS, centre_and_select, gt_from_s
@@ -40,7 +41,7 @@ def _as_cfg(cfg) -> CfgNode:
     if isinstance(cfg, CfgNode):
         return cfg
     if isinstance(cfg, str):
-        return CfgNode.load_cfg(cfg)
+        return config_from_yaml_text(cfg, "stored config")
     raise TypeError(f"cfg must be a CfgNode or its YAML dump, got {type(cfg).__name__}")
 
 

@@ -5,6 +5,8 @@
 # and print MPJPE / PA-MPJPE / PVE on synthetic-test. About 10-15 minutes on 2 CPU cores.
 #   bash scripts/quickstart.sh            (QUICKSTART_DIR=... to choose where the runs go)
 set -euo pipefail
+# idle OpenMP threads sleep instead of spinning: the DataLoader workers share the 2 cores
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
 bash scripts/setup.sh

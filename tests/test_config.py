@@ -244,3 +244,15 @@ def test_opts_override_with_checks():
         merge_opts(base, ["DATASET.BATCH_SIZE", "x"])
     with pytest.raises(ConfigError, match="KEY VALUE pairs"):
         merge_opts(base, ["DATASET.BATCH_SIZE"])
+
+
+def test_yaml_text_round_trip_keeps_types():
+    from dsr.config import config_from_yaml_text
+
+    cfg = load_config(os.path.join(REPO, "configs", "dsr_train.cfg"))
+    back = config_from_yaml_text(cfg.dump())
+    assert back == cfg
+    assert back.TRAINER.PRECISION == "32" and isinstance(back.TRAINER.PRECISION, str)
+    assert back.OPTIMIZER.LR == 3e-5 and back.TRAINING.RESUME is None
+    with pytest.raises(ConfigError, match="unknown config key 'NOPE'"):
+        config_from_yaml_text("NOPE: 1\n", "ckpt")
