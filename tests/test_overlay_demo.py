@@ -115,19 +115,21 @@ def test_demo_single_image_and_outputs(checkpoint):
     assert sum(ln.startswith("v ") for ln in lines) == 6890 and sum(ln.startswith("f ") for ln in lines) == 13776
 
 
-def test_box_rules():
-    d = None
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        op = os.path.join(d, "kp.json")
-        kps = np.zeros((25, 3))
-        kps[:4] = [[10, 20, 0.9], [30, 60, 0.9], [50, 40, 0.5], [500, 500, 0.1]]  # the last is below 0.2
-        with open(op, "w") as f:
-            json.dump({"people": [{"pose_keypoints_2d": kps.ravel().tolist()}, {"pose_keypoints_2d": []}]}, f)
-        center, scale = demo.bbox_from_openpose(op)
-        np.testing.assert_allclose(center, [30.0, 40.0])
-        assert scale == pytest.approx(1.2 * 40 / 200)
+def test_box_rules(tmp_path):
+    op = os.path.join(tmp_path, "kp.json")
+    kps = np.zeros((25, 3))
+    kps[:4] = [[10, 20, 0.9], [30, 60, 0.9], [50, 40, 0.5], [500, 500, 0.1]]  # the last is below 0.2
+    with open(op, "w") as f:
+        json.dump({"people": [{"pose_keypoints_2d": kps.ravel().tolist()}, {"pose_keypoints_2d": []}]}, f)
+    center, scale = demo.bbox_from_openpose(op)  # first person, confident keypoints only
+    np.testing.assert_allclose(center, [30.0, 40.0])  # mean of (10,20), (30,60), (50,40)
+    assert scale == pytest.approx(1.2 * 40 / 200)  # 1.2 x max extent (x: 40, y: 40) / 200
+    box = os.path.join(tmp_path, "box.json")
+    with open(box, "w") as f:
+        json.dump({"bbox": [10, 20, 30, 80]}, f)
+    center, scale = demo.bbox_from_json(box)
+    np.testing.assert_allclose(center, [25.0, 60.0])
+    assert scale == pytest.approx(80 / 200)
 
 
 def test_demo_bad_inputs(checkpoint, tmp_path, capsys):
