@@ -84,9 +84,11 @@ class DSRModule(pl.LightningModule):
         return body
 
     def _gt_mesh(self, pose: torch.Tensor, betas: torch.Tensor, gender: str = "neutral"):
+        """Ground-truth mesh in float32, whatever the autocast context (mixed precision)."""
         B = pose.shape[0]
-        rotmat = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, -1, 3, 3)
-        return self._body(gender)(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas)
+        with torch.autocast(device_type=pose.device.type, enabled=False):
+            rotmat = batch_rodrigues(pose.float().reshape(-1, 3)).reshape(B, -1, 3, 3)
+            return self._body(gender)(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas.float())
 
     def start_dsr(self) -> bool:
         if self.cfg.METHOD != "dsr":

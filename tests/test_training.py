@@ -222,3 +222,23 @@ def test_ddp_two_cpu_processes_cli(data_root, tmp_path):
     ck = torch.load(lasts[0], map_location="cpu", weights_only=False)
     assert ck["global_step"] == 2  # 2 batches per rank, each rank a different half of the data
     assert "test on synthetic-test (" in res.stderr + res.stdout
+
+
+def test_bf16_mixed_precision_fit_with_dsr(data_root, tmp_path):
+    """TRAINER.PRECISION 'bf16-mixed' (the CPU mixed precision): the DSR terms and the ground truth
+    are computed in float32 inside autocast, training and evaluation finish with finite metrics."""
+    from dsr.lightning_module import DSRModule
+
+    cfg = make_cfg(data_root, tmp_path, **{"TRAINER.PRECISION": "bf16-mixed", "METHOD": "dsr", "DSR.START_DSR": -1,
+                                           "DSR.SIGMA_VAL": 1e-5, "DSR.DSR_MC_LOSS_TYPE": "nIOU",
+                                           "TRAINING.LIMIT_TRAIN_BATCHES": 1})
+    module = DSRModule(cfg)
+    batch = next(iter(module.train_dataloader()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pred = module.model(batch["img"])
+        gt = module._gt_mesh(batch["pose"], batch["betas"]).vertices
+        l_mc, l_c, _ = module.loss_fn.dsr_losses(pred, batch)
+    assert gt.dtype == torch.float32 and l_mc.dtype == torch.float32 and l_c.dtype == torch.float32
+    assert (l_mc > 0).all() and (l_c > 0).all()
+    build_trainer(cfg).fit(module)
+    assert all(np.isfinite(module.last_eval[k]) for k in ("mpjpe", "pa_mpjpe", "pve"))

@@ -144,8 +144,14 @@ class DSRLoss(nn.Module):
         return cls(faces, semantic_prior, **kw)
 
     def dsr_losses(self, pred: dict, batch: dict):
-        """(L_MC (B,), L_C (B,), n_nonfinite): per-sample DSR losses, 0 for samples without MC labels."""
+        """(L_MC (B,), L_C (B,), n_nonfinite): per-sample DSR losses, 0 for samples without MC labels.
+
+        Rendered and reduced in float32 whatever the autocast (16-mixed / bf16-mixed) context."""
         verts, cam_t = pred["smpl_vertices"], pred["pred_cam_t"]
+        with torch.autocast(device_type=verts.device.type, enabled=False):
+            return self._dsr_losses_fp32(verts.float(), cam_t.float(), batch)
+
+    def _dsr_losses_fp32(self, verts: torch.Tensor, cam_t: torch.Tensor, batch: dict):
         B = verts.shape[0]
         mc_valid = batch["valid_labels_dsr_mc"]
         l_mc = verts.new_zeros(B)
