@@ -1,0 +1,38 @@
+"""scripts/ablation.py: the per-variant reduction and the table (values by hand)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("ablation", os.path.join(REPO, "scripts", "ablation.py"))
+ablation = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ablation)
+
+
+def test_summarise_mean_and_std():
+    runs = [{"mpjpe": 100.0, "pa_mpjpe": 50.0, "pve": 120.0}, {"mpjpe": 110.0, "pa_mpjpe": 54.0, "pve": 130.0},
+            {"mpjpe": 120.0, "pa_mpjpe": 52.0, "pve": 140.0}]
+    (row,) = ablation.summarise({"2d+dsr": runs})
+    assert row["n"] == 3
+    assert row["mpjpe"] == pytest.approx((110.0, (200 / 3) ** 0.5))  # population std of 100,110,120
+    assert row["pa_mpjpe"] == pytest.approx((52.0, (8 / 3) ** 0.5))
+    text = ablation.markdown([row], "# t")
+    assert "| 2d+dsr | 3 | 110.0 ± 8.2 | 52.0 ± 1.6 | 130.0 ± 8.2 |" in text
+
+
+def test_final_metrics_reads_the_test_entry(tmp_path):
+    assert ablation.final_metrics(str(tmp_path)) is None
+    hist = [[10, {"stage": "val", "mpjpe": 1.0}], [20, {"stage": "test", "mpjpe": 2.0}]]
+    (tmp_path / "val_accuracy_results.json").write_text(json.dumps(hist))
+    assert ablation.final_metrics(str(tmp_path))["mpjpe"] == 2.0
+
+
+def test_variants_differ_only_in_dsr_keys():
+    assert set(ablation.VARIANTS) >= {"2d-only", "2d+dsr", "2d+dsr-mc", "2d+dsr-c"}
+    for opts in ablation.VARIANTS.values():
+        assert all(k.startswith("DSR.") for k in opts[0::2])
+    assert len({ablation.run_dir_name(v, 0) for v in ablation.VARIANTS}) == len(ablation.VARIANTS)
