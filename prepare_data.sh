@@ -55,6 +55,15 @@ SRC="$(cd "$SRC" && pwd)"
 if [ "$SRC" = "$(pwd)/dsr_data" ]; then
   echo "prepare_data: '$SRC' is ./dsr_data itself; nothing to link"
 else
+  # link SRC to DST unless DST already exists (a user's file is never replaced)
+  link_or_keep() {
+    if [ -e "$2" ] || [ -L "$2" ]; then
+      echo "prepare_data: keeping existing $2"
+    else
+      ln -s "$1" "$2"
+      echo "prepare_data: linked $2 -> $1"
+    fi
+  }
   mkdir -p dsr_data
   for entry in "$SRC"/*; do
     [ -e "$entry" ] || continue
@@ -65,19 +74,10 @@ else
       mkdir -p "dsr_data/$name"
       for sub in "$entry"/*; do
         [ -e "$sub" ] || continue
-        s="$(basename "$sub")"
-        if [ -e "dsr_data/$name/$s" ] || [ -L "dsr_data/$name/$s" ]; then
-          echo "prepare_data: keeping existing dsr_data/$name/$s"
-        else
-          ln -s "$sub" "dsr_data/$name/$s"
-          echo "prepare_data: linked dsr_data/$name/$s -> $sub"
-        fi
+        link_or_keep "$sub" "dsr_data/$name/$(basename "$sub")"
       done
-    elif [ -e "dsr_data/$name" ] || [ -L "dsr_data/$name" ]; then
-      echo "prepare_data: keeping existing dsr_data/$name"
     else
-      ln -s "$entry" "dsr_data/$name"
-      echo "prepare_data: linked dsr_data/$name -> $entry"
+      link_or_keep "$entry" "dsr_data/$name"
     fi
   done
 fi

@@ -65,12 +65,8 @@ def main(argv=None) -> int:
         seed_everything(cfg.SEED_VALUE, workers=True)
         logger.info(f"seed: {cfg.SEED_VALUE}")
 
-    try:
-        from dsr.runner import run
-    except ImportError:
-        print("train.py: training/evaluation is not wired in yet (dsr.runner is missing); "
-              "use --print-config to inspect the resolved config.", file=sys.stderr)
-        return 3
+    from dsr.runner import run
+
     return run(cfg)
 
 

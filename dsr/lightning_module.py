@@ -33,6 +33,7 @@ from dsr.evaluation.protocols import MESH_GT_DATASETS, PCK_DATASETS, centre_and_
 from dsr.geometry import batch_rodrigues
 from dsr.losses import DSRLoss
 from dsr.models import HMR
+from dsr.visualization import image_grid
 
 __all__ = ["DSRModule"]
 
@@ -142,10 +143,6 @@ class DSRModule(pl.LightningModule):
         return loss
 
     def _log_images(self, stage: str, batch, pred, step: int, max_items: int = 6):
-        try:
-            from dsr.visualization import image_grid
-        except ImportError:
-            return
         grid = image_grid(batch, pred, faces=self._body("neutral").faces, cfg=self.cfg, max_items=max_items)
         if grid is None:
             return
@@ -196,7 +193,7 @@ class DSRModule(pl.LightningModule):
         out["dataset_name"] = list(batch.get("dataset_name", [ds] * pred_j.shape[0]))
         self._val_outputs.append(out)
         freq = self.cfg.TESTING.LOG_FREQ_TB_IMAGES
-        if freq > 0 and batch_idx % freq == 0 and batch_idx == 0:
+        if freq > 0 and batch_idx == 0:  # one grid per evaluation
             self._log_images(stage, batch, pred, self.global_step, max_items=4)
 
     def _gt_vertices_gendered(self, batch):
