@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """The DSR ablation in miniature on the synthetic data (issue: evidence).
 
-Trains with 2D-only supervision (``DATASET.IGNORE_3D: True``: no SMPL parameters and no 3D joints
+As DSR fine-tunes an HMR regressor pretrained with 3D supervision (reference §7), every variant
+starts from one 3D-supervised checkpoint (``<out-dir>/pretrain-3d``: ``--pretrain-epochs`` epochs
+with 3D joints and SMPL parameters, DSR off, seed 0; ``--pretrain-epochs 0`` starts from scratch),
+then trains with 2D-only supervision (``DATASET.IGNORE_3D: True``: no SMPL parameters and no 3D joints
 for the training items; 2D keypoints only, plus the Graphonomy-style masks for the DSR terms) the
 variants below, each over several seeds with the same budget, evaluates every run on
 ``synthetic-test`` (3DPW protocol) and writes ``docs/ablation.md`` with mean ± std of MPJPE /
@@ -13,12 +16,14 @@ PA-MPJPE / PVE:
   2d+dsr-c           + DSR-C alone
   2d+dsr, fix flip   + both, DSR.FLIP_SWAP_LR_MASKS True
   2d+dsr, image IoU  + both, DSR.MC_IOU_MODE 'image'
+  2d+dsr, nearest masks  + both, DSR.MASK_WARP_NEAREST True
 
 Every run is ``train.py --cfg <base cfg> --opts ...`` in its own run directory (so each can be
 inspected, resumed or re-run alone); a finished run is not re-run (delete its folder to redo it).
+The table goes between the marker comments of ``--doc`` (the prose around them is kept).
 
-    python scripts/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 6]
-        [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
+    python scripts/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 2]
+        [--pretrain-epochs 10] [--start-dsr -1] [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
         [--opts KEY VALUE ...]   (extra overrides for every run, e.g. TRAINER.ACCELERATOR gpu)
 """
 from __future__ import annotations
@@ -43,6 +48,8 @@ VARIANTS = {
                          "DSR.FLIP_SWAP_LR_MASKS", "True"],
     "2d+dsr, image IoU": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1",
                           "DSR.MC_IOU_MODE", "image"],
+    "2d+dsr, nearest masks": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1",
+                              "DSR.MASK_WARP_NEAREST", "True"],
 }
 METRICS = ("mpjpe", "pa_mpjpe", "pve")
 
@@ -81,11 +88,37 @@ def markdown(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+COMMON = ["PL_LOGGING", "False", "TRAINING.LOG_FREQ_TB_IMAGES", "0", "TESTING.LOG_FREQ_TB_IMAGES", "0",
+          "TRAINING.SAVE_IMAGES", "False", "TESTING.SAVE_IMAGES", "False", "TRAINING.CHECK_VAL_EVERY_N_EPOCH", "1000"]
+
+
+def train_run(cfg: str, run_dir: str, opts: list[str], label: str) -> dict:
+    """``train.py --cfg cfg --opts ...`` in run_dir (skipped when it has a test result) -> its metrics."""
+    metrics = final_metrics(run_dir)
+    if metrics is not None:
+        return metrics
+    os.makedirs(run_dir, exist_ok=True)
+    env = dict(os.environ, DSR_RUN_DIR=run_dir)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    print(f"[ablation] {label} -> {run_dir}", flush=True)
+    with open(os.path.join(run_dir, "stdout.log"), "w") as log:
+        rc = subprocess.call([sys.executable, os.path.join(REPO, "train.py"), "--cfg", cfg, "--opts", *opts],
+                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if rc != 0:
+        raise SystemExit(f"[ablation] {label}: run failed (exit {rc}); see {run_dir}/stdout.log")
+    metrics = final_metrics(run_dir)
+    if metrics is None:
+        raise SystemExit(f"[ablation] {label}: no test result in {run_dir}")
+    return metrics
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cfg", default=os.path.join(REPO, "configs", "quickstart_train.cfg"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=2, help="2D-only epochs of every variant")
+    p.add_argument("--pretrain-epochs", type=int, default=10,
+                   help="epochs of the 3D-supervised start (seed 0, DSR off); 0: every variant from scratch")
     p.add_argument("--start-dsr", type=int, default=-1, help="DSR.START_DSR for the DSR variants")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out-dir", default=os.path.join(REPO, "logs", "ablation"))
@@ -93,44 +126,53 @@ def main(argv=None) -> int:
     p.add_argument("--opts", nargs="+", default=[])
     a = p.parse_args(argv)
 
-    results: dict[str, list[dict]] = {}
     t0 = time.time()
+    start_rows, start_opts = [], []
+    if a.pretrain_epochs > 0:
+        run_dir = os.path.join(a.out_dir, "pretrain-3d")
+        m = train_run(a.cfg, run_dir, ["SEED_VALUE", "0", "TRAINING.MAX_EPOCHS", str(a.pretrain_epochs),
+                                       *VARIANTS["2d-only"], *COMMON, *a.opts], "3D-supervised start")
+        start_rows = summarise({f"start: 3D-supervised, {a.pretrain_epochs} epochs (seed 0)": [m]})
+        start_opts = ["TRAINING.PRETRAINED", os.path.join(run_dir, "checkpoints", "last.ckpt")]
+    results: dict[str, list[dict]] = {}
     for variant in a.variants:
         for seed in a.seeds:
+            opts = ["DATASET.IGNORE_3D", "True", "SEED_VALUE", str(seed), "TRAINING.MAX_EPOCHS", str(a.epochs),
+                    "DSR.START_DSR", str(a.start_dsr), *COMMON, *start_opts, *VARIANTS[variant], *a.opts]
             run_dir = os.path.join(a.out_dir, run_dir_name(variant, seed))
-            metrics = final_metrics(run_dir)
-            if metrics is None:
-                opts = ["DATASET.IGNORE_3D", "True", "SEED_VALUE", str(seed), "TRAINING.MAX_EPOCHS", str(a.epochs),
-                        "DSR.START_DSR", str(a.start_dsr), "PL_LOGGING", "False", "TRAINING.LOG_FREQ_TB_IMAGES", "0",
-                        "TESTING.LOG_FREQ_TB_IMAGES", "0", "TRAINING.SAVE_IMAGES", "False",
-                        "TESTING.SAVE_IMAGES", "False", "TRAINING.CHECK_VAL_EVERY_N_EPOCH", "1000",
-                        *VARIANTS[variant], *a.opts]
-                os.makedirs(run_dir, exist_ok=True)
-                env = dict(os.environ, DSR_RUN_DIR=run_dir)
-                env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-                print(f"[ablation] {variant}, seed {seed} -> {run_dir}", flush=True)
-                with open(os.path.join(run_dir, "stdout.log"), "w") as log:
-                    rc = subprocess.call([sys.executable, os.path.join(REPO, "train.py"), "--cfg", a.cfg, "--opts",
-                                          *opts], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-                if rc != 0:
-                    print(f"[ablation] run failed (exit {rc}); see {run_dir}/stdout.log", file=sys.stderr)
-                    return rc
-                metrics = final_metrics(run_dir)
-                if metrics is None:
-                    print(f"[ablation] no test result in {run_dir}", file=sys.stderr)
-                    return 1
-            results.setdefault(variant, []).append(metrics)
-    header = (f"# DSR ablation in miniature (synthetic data, 2D-only supervision)\n\n"
-              f"`python scripts/ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}` — base config "
-              f"`{os.path.relpath(a.cfg, REPO)}`, {a.epochs} epochs, seeds {a.seeds}, mean ± std over seeds, "
-              f"`synthetic-test` ({next(iter(results.values()))[0]['num_samples']} samples, 3DPW protocol). "
-              f"Total time {time.time() - t0:.0f} s.")
-    text = markdown(summarise(results), header)
-    os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
-    with open(a.doc, "w") as f:
-        f.write(text)
+            results.setdefault(variant, []).append(train_run(a.cfg, run_dir, opts, f"{variant}, seed {seed}"))
+    start = (f"from the 3D-supervised start (`{a.out_dir}/pretrain-3d`: {a.pretrain_epochs} epochs with "
+             f"3D joints and SMPL parameters, DSR off), " if a.pretrain_epochs > 0 else "from scratch, ")
+    header = (f"## Table\n\n`python scripts/ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}` — base "
+              f"config `{os.path.relpath(a.cfg, REPO)}`, {start}{a.epochs} epochs of 2D-only training per run, "
+              f"seeds {a.seeds}, mean ± std over seeds, `synthetic-test` "
+              f"({next(iter(results.values()))[0]['num_samples']} samples, 3DPW protocol). "
+              f"Total time {time.time() - t0:.0f} s (finished runs are reused).")
+    table = markdown(start_rows + summarise(results), header)
+    text = write_doc(a.doc, table)
     print(text)
     return 0
+
+
+BEGIN, END = "<!-- ablation.py: table begin -->", "<!-- ablation.py: table end -->"
+
+
+def write_doc(path: str, table: str) -> str:
+    """Put the table between the markers of an existing doc (the prose around it stays), or write a
+    new doc with only the table."""
+    block = f"{BEGIN}\n{table}{END}\n"
+    text = None
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = f.read()
+        if BEGIN in old and END in old:
+            text = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END) + 1:]
+    if text is None:
+        text = "# DSR ablation in miniature (synthetic data, 2D-only supervision)\n\n" + block
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return text
 
 
 if __name__ == "__main__":

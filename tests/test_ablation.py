@@ -36,3 +36,13 @@ def test_variants_differ_only_in_dsr_keys():
     for opts in ablation.VARIANTS.values():
         assert all(k.startswith("DSR.") for k in opts[0::2])
     assert len({ablation.run_dir_name(v, 0) for v in ablation.VARIANTS}) == len(ablation.VARIANTS)
+
+
+def test_write_doc_keeps_the_prose_around_the_table(tmp_path):
+    doc = tmp_path / "ablation.md"
+    ablation.write_doc(str(doc), "| a |\n")
+    assert doc.read_text() == ("# DSR ablation in miniature (synthetic data, 2D-only supervision)\n\n"
+                               f"{ablation.BEGIN}\n| a |\n{ablation.END}\n")
+    doc.write_text(f"intro\n{ablation.BEGIN}\n| a |\n{ablation.END}\nfindings\n")
+    ablation.write_doc(str(doc), "| b |\n")
+    assert doc.read_text() == f"intro\n{ablation.BEGIN}\n| b |\n{ablation.END}\nfindings\n"

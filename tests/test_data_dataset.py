@@ -245,3 +245,25 @@ def test_object_array_npz_and_scale_column(tmp_path):
     np.savez(tmp_path / "synthetic_train.npz", **data)
     ds = BaseDataset(cfg, "synthetic", with_dsr_targets=False)
     assert ds.imgname[2] == "images/im2.png" and ds.scale.shape == (3,)
+
+
+@pytest.mark.parametrize("rot", [0.0, 30.0])
+def test_mask_warp_nearest_keeps_every_pixel_a_palette_colour(tmp_path, rot):
+    from dsr.data import graphonomy as G
+
+    cfg = _cfg(tmp_path)
+    ds = _Fixed(cfg, "synthetic", is_train=True)
+    ds.params = (0, np.ones(3), rot, 1.0)
+    bilinear = ds[0]["grph"].numpy().transpose(1, 2, 0)
+    cfg.DSR.MASK_WARP_NEAREST = True
+    ds2 = _Fixed(cfg, "synthetic", is_train=True)
+    ds2.params = (0, np.ones(3), rot, 1.0)
+    it = ds2[0]
+    nearest = it["grph"].numpy().transpose(1, 2, 0)
+    _, known_b = G.decode_colour_mask(np.round(bilinear * 255).astype(np.uint8), return_known=True)
+    labels_n, known_n = G.decode_colour_mask(np.round(nearest * 255).astype(np.uint8), return_known=True)
+    assert known_n.all()  # nearest-neighbour: only palette colours (and black)
+    assert not known_b.all()  # bilinear (the original): blended colours along every label edge
+    # the 20 x 20 face box becomes 40 x 40 crop pixels (scale x2; a rotation keeps the area)
+    assert abs(int((labels_n == 13).sum()) - 1600) <= 80
+    assert int((it["grph_dsr_c_label"].numpy() == 1).sum()) == int((labels_n == 13).sum())

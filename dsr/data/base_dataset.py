@@ -175,6 +175,7 @@ class BaseDataset(Dataset):
         self.with_dsr_targets = bool(with_dsr_targets) and is_train
         self.with_dist_mat = self.with_dsr_targets and cfg.DSR.DSR_MC_LOSS_TYPE == "DistM"
         self.swap_lr_masks = bool(cfg.DSR.FLIP_SWAP_LR_MASKS)
+        self.mask_warp_nearest = bool(cfg.DSR.MASK_WARP_NEAREST)
         self.max_missing_mask_fraction = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
         self._rng = ProcessRng(rng, salt=())
 
@@ -332,7 +333,8 @@ class BaseDataset(Dataset):
             if tuple(bgr.shape[:2]) != tuple(orig_shape):
                 raise DatasetError(f"dataset {self.dataset}: Graphonomy mask {mpath} has size {bgr.shape[:2]} "
                                    f"but its image has size {tuple(orig_shape)} (H, W)")
-            crop = crop_cv2(np.ascontiguousarray(bgr[:, :, ::-1]), center, scale, res, rot=rot)
+            crop = crop_cv2(np.ascontiguousarray(bgr[:, :, ::-1]), center, scale, res, rot=rot,
+                            nearest=self.mask_warp_nearest)
             if flip:
                 crop = flip_img(crop)
         else:  # counted at construction (the original used an all-zero mask)

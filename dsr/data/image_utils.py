@@ -93,15 +93,16 @@ def gen_trans_from_patch_cv(c_x, c_y, src_w, src_h, dst_w, dst_h, rot, inv=False
     return cv2.getAffineTransform(src, dst)
 
 
-def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0) -> np.ndarray:
-    """PARE crop: (H, W[, C]) image -> (res, res[, C]) (bilinear, zero border, same dtype)."""
+def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0, nearest: bool = False) -> np.ndarray:
+    """PARE crop: (H, W[, C]) image -> (res, res[, C]) (bilinear, or nearest-neighbour with
+    ``nearest``; zero border, same dtype)."""
     if np.isscalar(res):
         res = (res, res)
     c_x, c_y = int(round(float(center[0]))), int(round(float(center[1])))
     pw, ph = int(round(res[0])), int(round(res[1]))
     bb = int(round(float(scale) * 200.0))
     trans = gen_trans_from_patch_cv(c_x, c_y, bb, bb, pw, ph, rot)
-    return cv2.warpAffine(img, trans, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(img, trans, (pw, ph), flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def flip_img(img: np.ndarray) -> np.ndarray:
