@@ -3,6 +3,7 @@
 
     python scripts/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
         --npz-dir dsr_data/dataset_extras --n-train 2000 --n-test 500 --seed 0 [--workers 2] [--preview grid.png]
+        [--focal-range 0.9 1.5]
 
 Writes OUT/images/{train,test}/*.jpg, OUT/grph_sequences/images/{train,test}/*.png (exact
 Graphonomy palette) and NPZ_DIR/synthetic_{train,test}.npz (SPIN format; see
@@ -53,15 +54,19 @@ def main(argv=None):
     p.add_argument("--body-dir", default=None, help="free body assets (default dsr/assets/free_body)")
     p.add_argument("--workers", type=int, default=2, help="rendering processes (1 torch thread each)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the main process (--workers 1)")
+    p.add_argument("--focal-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="focal length range in units of the image's longer side (default 0.9 1.5; 8 10 is "
+                        "close to the crop camera of HMR, nearly orthographic)")
     p.add_argument("--preview", default=None, help="write a PNG grid of a few train samples")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(1)
-    from dsr.data.synthetic import DEFAULT_BODY_DIR, make_synthetic
+    from dsr.data.synthetic import DEFAULT_BODY_DIR, SynthSettings, make_synthetic
 
     t = time.time()
     paths = make_synthetic(a.out, a.npz_dir, a.n_train, a.n_test, a.seed, a.body_dir or DEFAULT_BODY_DIR,
-                           workers=a.workers)
+                           workers=a.workers,
+                           settings=SynthSettings(focal_range=tuple(a.focal_range)) if a.focal_range else None)
     dt = time.time() - t
     print(f"make_synthetic: {a.n_train} train + {a.n_test} test samples in {dt:.1f} s -> {a.out}, "
           + ", ".join(f"{k}: {v}" for k, v in paths.items()))
