@@ -424,23 +424,22 @@ def _face_parts(verts, faces, uv_part, w24, joints, eyes):
     upper_back = (torso & (c[:, 1] >= neck_j[1] - 0.22) & (c[:, 2] < joints[J["spine3"]][2])
                   & (np.abs(c[:, 0]) < 0.12))
     part[upper_back] = P["upper_back"]
+    def limb(side, s, root, mid, t, cut, upper, lower, end):
+        """Faces dominated by the root joint split at t = cut into upper prox/dist; the distal
+        joints' faces are ``lower``; the UV end part (hand/foot) wins last."""
+        up = body & (dom == J[f"{side}_{root}"])
+        part[up & (t < cut)] = P[f"{upper}_prox.{s}"]
+        part[up & (t >= cut)] = P[f"{upper}_dist.{s}"]
+        part[body & np.isin(dom, [J[f"{side}_{m}"] for m in mid])] = P[f"{lower}.{s}"]
+        part[uv_part == f"{end}.{s}"] = P[f"{end}.{s}"]
+
     for side, s in (("left", "L"), ("right", "R")):
         sh, el = joints[J[f"{side}_shoulder"]], joints[J[f"{side}_elbow"]]
         hip, kn = joints[J[f"{side}_hip"]], joints[J[f"{side}_knee"]]
-        t_arm = (c[:, 0] - sh[0]) / (el[0] - sh[0])
-        up = body & (dom == J[f"{side}_shoulder"])
-        part[up & (t_arm < 0.45)] = P[f"upper_arm_prox.{s}"]
-        part[up & (t_arm >= 0.45)] = P[f"upper_arm_dist.{s}"]
-        part[body & np.isin(dom, [J[f"{side}_elbow"], J[f"{side}_wrist"], J[f"{side}_hand"]])] = \
-            P[f"forearm.{s}"]
-        part[uv_part == f"hand.{s}"] = P[f"hand.{s}"]
-        t_leg = (hip[1] - c[:, 1]) / (hip[1] - kn[1])
-        th = body & (dom == J[f"{side}_hip"])
-        part[th & (t_leg < 0.5)] = P[f"thigh_prox.{s}"]
-        part[th & (t_leg >= 0.5)] = P[f"thigh_dist.{s}"]
-        part[body & np.isin(dom, [J[f"{side}_knee"], J[f"{side}_ankle"], J[f"{side}_foot"]])] = \
-            P[f"shin.{s}"]
-        part[uv_part == f"foot.{s}"] = P[f"foot.{s}"]
+        limb(side, s, "shoulder", ("elbow", "wrist", "hand"), (c[:, 0] - sh[0]) / (el[0] - sh[0]), 0.45,
+             "upper_arm", "forearm", "hand")
+        limb(side, s, "hip", ("knee", "ankle", "foot"), (hip[1] - c[:, 1]) / (hip[1] - kn[1]), 0.5,
+             "thigh", "shin", "foot")
     if (part < 0).any():
         raise RuntimeError(f"{int((part < 0).sum())} faces got no part")
     return part
