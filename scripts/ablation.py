@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -68,6 +69,12 @@ def final_metrics(run_dir: str) -> dict | None:
     return entries[-1] if entries else None
 
 
+def run_seconds(run_dir: str) -> float:
+    """Wall time of a finished run: from its config_to_run.yaml (written at start) to its test result."""
+    return (os.path.getmtime(os.path.join(run_dir, "val_accuracy_results.json"))
+            - os.path.getmtime(os.path.join(run_dir, "config_to_run.yaml")))
+
+
 def summarise(results: dict[str, list[dict]]) -> list[dict]:
     """{variant: [metrics per seed]} -> rows with mean and (population) std per metric."""
     rows = []
@@ -83,7 +90,7 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
 def markdown(rows: list[dict], header: str) -> str:
     lines = [header, "", "| variant | seeds | MPJPE (mm) | PA-MPJPE (mm) | PVE (mm) |", "|---|---|---|---|---|"]
     for r in rows:
-        cells = " | ".join(f"{r[m][0]:.1f} ± {r[m][1]:.1f}" for m in METRICS)
+        cells = " | ".join(f"{r[m][0]:.1f} ± {r[m][1]:.1f}" if r["n"] > 1 else f"{r[m][0]:.1f}" for m in METRICS)
         lines.append(f"| {r['variant']} | {r['n']} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -127,27 +134,32 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     t0 = time.time()
-    start_rows, start_opts = [], []
+    start_rows, start_opts, pre_s = [], [], 0.0
     if a.pretrain_epochs > 0:
         run_dir = os.path.join(a.out_dir, "pretrain-3d")
         m = train_run(a.cfg, run_dir, ["SEED_VALUE", "0", "TRAINING.MAX_EPOCHS", str(a.pretrain_epochs),
                                        *VARIANTS["2d-only"], *COMMON, *a.opts], "3D-supervised start")
         start_rows = summarise({f"start: 3D-supervised, {a.pretrain_epochs} epochs (seed 0)": [m]})
         start_opts = ["TRAINING.PRETRAINED", os.path.join(run_dir, "checkpoints", "last.ckpt")]
+        pre_s = run_seconds(run_dir)
     results: dict[str, list[dict]] = {}
+    run_s = 0.0
     for variant in a.variants:
         for seed in a.seeds:
             opts = ["DATASET.IGNORE_3D", "True", "SEED_VALUE", str(seed), "TRAINING.MAX_EPOCHS", str(a.epochs),
                     "DSR.START_DSR", str(a.start_dsr), *COMMON, *start_opts, *VARIANTS[variant], *a.opts]
             run_dir = os.path.join(a.out_dir, run_dir_name(variant, seed))
             results.setdefault(variant, []).append(train_run(a.cfg, run_dir, opts, f"{variant}, seed {seed}"))
-    start = (f"from the 3D-supervised start (`{a.out_dir}/pretrain-3d`: {a.pretrain_epochs} epochs with "
+            run_s += run_seconds(run_dir)
+    start = (f"from the 3D-supervised start (`{os.path.relpath(a.out_dir, REPO)}/pretrain-3d`: {a.pretrain_epochs} epochs with "
              f"3D joints and SMPL parameters, DSR off), " if a.pretrain_epochs > 0 else "from scratch, ")
-    header = (f"## Table\n\n`python scripts/ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}` — base "
+    header = (f"## Table\n\n`python scripts/ablation.py {shlex.join(argv if argv is not None else sys.argv[1:])}` — base "
               f"config `{os.path.relpath(a.cfg, REPO)}`, {start}{a.epochs} epochs of 2D-only training per run, "
               f"seeds {a.seeds}, mean ± std over seeds, `synthetic-test` "
               f"({next(iter(results.values()))[0]['num_samples']} samples, 3DPW protocol). "
-              f"Total time {time.time() - t0:.0f} s (finished runs are reused).")
+              f"Wall time of the runs: {pre_s:.0f} s for the start, {run_s:.0f} s for the "
+              f"{sum(map(len, results.values()))} 2D-only runs (this call: {time.time() - t0:.0f} s; finished "
+              "runs are reused).")
     table = markdown(start_rows + summarise(results), header)
     text = write_doc(a.doc, table)
     print(text)

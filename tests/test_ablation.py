@@ -46,3 +46,16 @@ def test_write_doc_keeps_the_prose_around_the_table(tmp_path):
     doc.write_text(f"intro\n{ablation.BEGIN}\n| a |\n{ablation.END}\nfindings\n")
     ablation.write_doc(str(doc), "| b |\n")
     assert doc.read_text() == f"intro\n{ablation.BEGIN}\n| b |\n{ablation.END}\nfindings\n"
+
+
+def test_run_seconds_from_the_run_files(tmp_path):
+    (tmp_path / "config_to_run.yaml").write_text("x")
+    (tmp_path / "val_accuracy_results.json").write_text("[]")
+    os.utime(tmp_path / "config_to_run.yaml", (1000.0, 1000.0))
+    os.utime(tmp_path / "val_accuracy_results.json", (1234.5, 1234.5))
+    assert ablation.run_seconds(str(tmp_path)) == 234.5
+
+
+def test_single_run_rows_have_no_spread():
+    (row,) = ablation.summarise({"start": [{"mpjpe": 232.86, "pa_mpjpe": 129.19, "pve": 260.11}]})
+    assert "| start | 1 | 232.9 | 129.2 | 260.1 |" in ablation.markdown([row], "# t")
