@@ -35,8 +35,7 @@ import torch  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
 from dsr.config import load_config, merge_opts  # noqa: E402
-from dsr.geometry import (batch_rodrigues, convert_weak_perspective_to_perspective,  # noqa: E402
-                          perspective_projection, rot6d_to_rotmat, rotmat_to_rot6d)
+from dsr.geometry import batch_rodrigues, rot6d_to_rotmat, rotmat_to_rot6d  # noqa: E402
 
 RELEASE = {"DSR.DSR_MC_LOSS_WEIGHT": 0.1, "DSR.DSR_C_LOSS_WEIGHT": 0.1}
 SETTINGS = {
@@ -67,15 +66,6 @@ def with_settings(cfg, overrides: dict):
     return c
 
 
-def decode(body, rotmat, betas, cam, focal, res):
-    """(B, 24, 3, 3), (B, 10), (B, 3) -> the HMR.decode dict for any body model."""
-    out = body(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas)
-    cam_t = convert_weak_perspective_to_perspective(cam, focal, res)
-    j2d = perspective_projection(out.joints, cam_t, focal, torch.zeros(len(cam), 2)) / (res / 2.0)
-    return {"pred_pose": rotmat, "pred_shape": betas, "pred_cam": cam, "pred_cam_t": cam_t,
-            "smpl_vertices": out.vertices, "smpl_joints3d": out.joints, "smpl_joints2d": j2d}
-
-
 def evaluate(module, verts, gt_verts):
     """-> (MPJPE, PA-MPJPE, PVE) in mm, means over the samples (the synthetic-test protocol)."""
     from dsr.evaluation import metrics
@@ -84,13 +74,13 @@ def evaluate(module, verts, gt_verts):
     body = module._body("neutral")
     pj = centre_and_select(body.regress_h36m_joints(verts), "synthetic-test").double()
     gj = centre_and_select(body.regress_h36m_joints(gt_verts), "synthetic-test").double()
-    mp = (pj - gj).norm(dim=-1).mean() * 1000
-    pa = (metrics.similarity_procrustes(pj, gj) - gj).norm(dim=-1).mean() * 1000
-    return float(mp), float(pa), float(metrics.pve(verts, gt_verts).mean() * 1000)
+    return tuple(float(f(p, g).mean() * 1000) for f, p, g in
+                 ((metrics.mpjpe, pj, gj), (metrics.pa_mpjpe, pj, gj), (metrics.pve, verts, gt_verts)))
 
 
-def fit(loss_fn, body, batch, init, steps, lr, focal, res, free=("pose", "betas", "cam")):
-    """Adam on (6D pose, betas, camera) per sample from ``init``; returns the final decode dict."""
+def fit(loss_fn, decode, batch, init, steps, lr, free=("pose", "betas", "cam")):
+    """Adam on (6D pose, betas, camera) per sample from ``init``; ``decode`` turns the parameters
+    (an HMR head-output dict) into the prediction (``HMR.decode``). Returns the final prediction."""
     B = init["pred_shape"].shape[0]
     params = {"pose": rotmat_to_rot6d(init["pred_pose"].detach()).reshape(B, -1).clone(),
               "betas": init["pred_shape"].detach().clone(), "cam": init["pred_cam"].detach().clone()}
@@ -100,7 +90,7 @@ def fit(loss_fn, body, batch, init, steps, lr, focal, res, free=("pose", "betas"
 
     def current():
         rotmat = rot6d_to_rotmat(params["pose"]).reshape(B, 24, 3, 3)
-        return decode(body, rotmat, params["betas"], params["cam"], focal, res)
+        return decode({"pred_pose": rotmat, "pred_shape": params["betas"], "pred_cam": params["cam"]})
 
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -150,7 +140,7 @@ def main(argv=None) -> int:
     cfg.defrost()
     cfg.DSR.DSR_MC_LOSS_WEIGHT, cfg.DSR.DSR_C_LOSS_WEIGHT = 0.1, 0.1  # the module loads the prior
     module = DSRModule(cfg).eval()
-    focal, res = float(cfg.DATASET.FOCAL_LENGTH), int(cfg.DATASET.IMG_RES)
+    res = int(cfg.DATASET.IMG_RES)
     batches = {}  # DSR.MASK_WARP_NEAREST -> the first n items with those targets
 
     def items(c):
@@ -170,6 +160,8 @@ def main(argv=None) -> int:
         gt_verts = module._gt_vertices_gendered(batch)
         init = module.model(batch["img"]) if a.pretrained else module.model.mean_prediction(a.n)
     neutral = module._body("neutral")
+    decode = module.model.decode  # the neutral body
+    kp_only = DSRLoss.from_cfg(with_settings(cfg, SETTINGS["2d-only"]))
     release = DSRLoss.from_cfg(cfg, faces=neutral.faces, semantic_prior=module.loss_fn.semantic_prior)
 
     rows = []
@@ -178,14 +170,12 @@ def main(argv=None) -> int:
                  dsr_values(release, init, batch, clean), 0.0))
     if a.warmup > 0:  # the settings all continue from one 2D-only fit, as DSR fine-tunes a fitted model
         t = time.time()
-        kp_only = DSRLoss.from_cfg(with_settings(cfg, SETTINGS["2d-only"]))
-        init = fit(kp_only, neutral, batch, init, a.warmup, a.lr, focal, res)
+        init = fit(kp_only, decode, batch, init, a.warmup, a.lr)
         rows.append((f"after {a.warmup} 2D-only warm-up steps", evaluate(module, init["smpl_vertices"], gt_verts),
                      dsr_values(release, init, batch, clean), time.time() - t))
 
     # the target check: ground-truth pose and betas (gendered), camera fitted to the 2D keypoints
     t = time.time()
-    kp_only = DSRLoss.from_cfg(with_settings(cfg, SETTINGS["2d-only"]))
     gt_rot = batch_rodrigues(batch["pose"].reshape(-1, 3).float()).reshape(a.n, 24, 3, 3)
     male = batch["gender"] == 0
     gt_pred = {}
@@ -195,7 +185,8 @@ def main(argv=None) -> int:
         sub = {k: (v[mask] if torch.is_tensor(v) and v.shape[:1] == (a.n,) else v) for k, v in batch.items()}
         sub_init = {"pred_pose": gt_rot[mask], "pred_shape": batch["betas"][mask].float(),
                     "pred_cam": init["pred_cam"][mask]}
-        out = fit(kp_only, module._body(g), sub, sub_init, 300, a.lr, focal, res, free=("cam",))
+        out = fit(kp_only, lambda o, b=module._body(g): module.model.decode(o, b), sub, sub_init, 300, a.lr,
+                  free=("cam",))
         for k, v in out.items():
             gt_pred.setdefault(k, torch.zeros((a.n,) + v.shape[1:], dtype=v.dtype))[mask] = v
     gt_eval = evaluate(module, gt_pred["smpl_vertices"], gt_verts)
@@ -209,7 +200,7 @@ def main(argv=None) -> int:
         t = time.time()
         c = with_settings(cfg, SETTINGS[name])
         loss_fn = DSRLoss.from_cfg(c, faces=neutral.faces, semantic_prior=module.loss_fn.semantic_prior)
-        out = fit(loss_fn, neutral, items(c), init, a.steps, a.lr, focal, res)
+        out = fit(loss_fn, decode, items(c), init, a.steps, a.lr)
         rows.append((name, evaluate(module, out["smpl_vertices"], gt_verts),
                      dsr_values(release, out, items(c), clean), time.time() - t))
         print(f"[fit_study] {name}: MPJPE {rows[-1][1][0]:.1f}  PA-MPJPE {rows[-1][1][1]:.1f}  "

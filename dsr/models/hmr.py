@@ -81,11 +81,15 @@ class HMR(nn.Module):
     def forward(self, images: torch.Tensor) -> dict:
         return self.decode(self.head(self.backbone(images)))
 
-    def decode(self, out: dict) -> dict:
-        """Head output (pred_pose, pred_shape, pred_cam, ...) -> + body mesh, joints, cam_t, 2D joints."""
+    def decode(self, out: dict, body_model: Optional[nn.Module] = None) -> dict:
+        """Head output (pred_pose, pred_shape, pred_cam, ...) -> + body mesh, joints, cam_t, 2D joints.
+
+        ``body_model`` (default: the model's neutral body) can be another body with the same
+        joints, e.g. a gendered one."""
         pose = out["pred_pose"]
         B = pose.shape[0]
-        body = self.body(global_orient=pose[:, :1], body_pose=pose[:, 1:], betas=out["pred_shape"])
+        body_model = self.body if body_model is None else body_model
+        body = body_model(global_orient=pose[:, :1], body_pose=pose[:, 1:], betas=out["pred_shape"])
         cam_t = convert_weak_perspective_to_perspective(out["pred_cam"], self.focal_length, self.img_res)
         joints2d = perspective_projection(
             body.joints, cam_t, self.focal_length, torch.zeros(B, 2, device=pose.device, dtype=cam_t.dtype)
