@@ -40,17 +40,15 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+BOTH = ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1"]  # the release weights
 VARIANTS = {
     "2d-only": ["DSR.DSR_MC_LOSS_WEIGHT", "0.0", "DSR.DSR_C_LOSS_WEIGHT", "0.0"],
-    "2d+dsr": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1"],
+    "2d+dsr": BOTH,
     "2d+dsr-mc": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.0"],
     "2d+dsr-c": ["DSR.DSR_MC_LOSS_WEIGHT", "0.0", "DSR.DSR_C_LOSS_WEIGHT", "0.1"],
-    "2d+dsr, fix flip": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1",
-                         "DSR.FLIP_SWAP_LR_MASKS", "True"],
-    "2d+dsr, image IoU": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1",
-                          "DSR.MC_IOU_MODE", "image"],
-    "2d+dsr, nearest masks": ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1",
-                              "DSR.MASK_WARP_NEAREST", "True"],
+    "2d+dsr, fix flip": [*BOTH, "DSR.FLIP_SWAP_LR_MASKS", "True"],
+    "2d+dsr, image IoU": [*BOTH, "DSR.MC_IOU_MODE", "image"],
+    "2d+dsr, nearest masks": [*BOTH, "DSR.MASK_WARP_NEAREST", "True"],
 }
 METRICS = ("mpjpe", "pa_mpjpe", "pve")
 
