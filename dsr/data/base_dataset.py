@@ -120,12 +120,11 @@ def load_spin_npz(path: str) -> dict:
     return data
 
 
-def _truncated_jpeg(path: str) -> bool:
-    """True for a JPEG file cut short: libjpeg (so cv2.imread) decodes such a file without an error,
-    filling the missing rows with grey. A complete JPEG has an EOI marker (FF D9) after the start of
-    its last scan (FF DA); entropy-coded data cannot hold either byte pair (FF is stuffed as FF 00)."""
-    with open(path, "rb") as f:
-        data = f.read()
+def _truncated_jpeg(data: bytes) -> bool:
+    """True for the bytes of a JPEG file cut short: libjpeg (so cv2) decodes such a file without an
+    error, filling the missing rows with grey. A complete JPEG has an EOI marker (FF D9) after the
+    start of its last scan (FF DA); entropy-coded data cannot hold either byte pair (FF is stuffed
+    as FF 00)."""
     if data[:2] != b"\xff\xd8":  # not a JPEG: other decoders fail on truncation themselves
         return False
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
@@ -266,14 +265,16 @@ class BaseDataset(Dataset):
         return 0, np.ones(3), 0.0, 1.0
 
     def _read_image(self, path: str) -> np.ndarray:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            if not os.path.isfile(path):
-                raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
-            raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
-        if _truncated_jpeg(path):
+        if not os.path.isfile(path):
+            raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
+        with open(path, "rb") as f:  # read once: decoded here and checked for truncation
+            data = f.read()
+        if _truncated_jpeg(data):
             raise DatasetError(f"dataset {self.dataset}: truncated JPEG {path} (no end-of-image marker after "
                                "its last scan; OpenCV would decode it with the missing part grey)")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # as cv2.imread (EXIF too)
+        if img is None:
+            raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
         return img[:, :, ::-1]
 
     def __getitem__(self, index: int) -> dict:

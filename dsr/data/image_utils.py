@@ -102,7 +102,8 @@ def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0, nearest: bool = False
     pw, ph = int(round(res[0])), int(round(res[1]))
     bb = int(round(float(scale) * 200.0))
     trans = gen_trans_from_patch_cv(c_x, c_y, bb, bb, pw, ph, rot)
-    return cv2.warpAffine(img, trans, (pw, ph), flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(img, trans, (pw, ph), flags=flags, borderMode=cv2.BORDER_CONSTANT)
 
 
 def flip_img(img: np.ndarray) -> np.ndarray:
