@@ -1,0 +1,114 @@
+"""Shared pieces of the raw-dataset preprocessors (``python -m dsr.data.preprocess``).
+
+Each dataset module (``pw3d``, ``mpi_inf_3dhp``, ``h36m``, ``coco``) turns a raw download into the
+SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. What they share:
+
+- :class:`PreprocessError`: one clear message naming the file and what is wrong or missing;
+- :func:`require_file` / :func:`require_dir`: input checks that raise it;
+- :func:`bbox_to_center_scale`: SPIN's box → ``center`` / ``scale`` rule;
+- :func:`save_npz_atomic`: write to a temporary file in the same folder, then rename (a killed
+  run never leaves a half-written npz under the final name);
+- :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table;
+- :func:`progress`: the tqdm progress bar every long loop uses.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = [
+    "PreprocessError",
+    "Summary",
+    "bbox_to_center_scale",
+    "progress",
+    "require_dir",
+    "require_file",
+    "save_npz_atomic",
+]
+
+
+class PreprocessError(RuntimeError):
+    """A raw input is missing or malformed; the message names the file and what is wrong."""
+
+
+def require_file(path: str, what: str) -> str:
+    """Return ``path`` if it is a file, else raise PreprocessError naming it and ``what`` it is."""
+    if not os.path.isfile(path):
+        raise PreprocessError(f"missing {what}: {path}")
+    return path
+
+
+def require_dir(path: str, what: str) -> str:
+    """Return ``path`` if it is a folder, else raise PreprocessError naming it and ``what`` it is."""
+    if not os.path.isdir(path):
+        raise PreprocessError(f"missing {what}: {path} is not a folder")
+    return path
+
+
+def bbox_to_center_scale(xmin: float, ymin: float, xmax: float, ymax: float,
+                         scale_factor: float) -> tuple[np.ndarray, float]:
+    """SPIN's rule: centre = box midpoint; scale = scale_factor · longer side / 200.
+
+    The caller decides what the box is (SPIN: min/max of the visible keypoints for 3DPW, COCO and
+    MPI-INF-3DHP; ``[min, max + 1)`` of the mask pixels for Human3.6M).
+
+    Returns: center (2,) float64 in pixels, scale float.
+    """
+    center = np.array([(xmin + xmax) / 2.0, (ymin + ymax) / 2.0], dtype=np.float64)
+    scale = float(scale_factor) * max(xmax - xmin, ymax - ymin) / 200.0
+    return center, scale
+
+
+def save_npz_atomic(path: str, **arrays) -> str:
+    """``np.savez`` to a temporary file beside ``path``, then ``os.replace`` it into place.
+
+    ``path`` must end in ``.npz``. Returns ``path``.
+    """
+    if not path.endswith(".npz"):
+        raise ValueError(f"save_npz_atomic: {path} must end in .npz")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+@dataclass
+class Summary:
+    """What one output file received: rows written and rows skipped, by reason."""
+
+    name: str
+    written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    path: str = ""
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] += int(n)
+
+    def table(self) -> str:
+        """The closing table: one line for the rows written, one per skip reason."""
+        lines = [f"{self.name}: {self.path or '(not written)'}",
+                 f"  {'rows written':<48} {self.written:>9}"]
+        for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {'skipped: ' + reason:<48} {n:>9}")
+        if not self.skipped:
+            lines.append(f"  {'skipped':<48} {0:>9}")
+        return "\n".join(lines)
+
+
+def progress(iterable: Iterable, desc: str, total: int | None = None, unit: str = "it"):
+    """The progress bar of every preprocessing loop (tqdm on stderr)."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)

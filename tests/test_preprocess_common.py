@@ -1,0 +1,61 @@
+"""dsr.data.preprocess.common: the box rule, the atomic npz write, the closing table."""
+import os
+
+import numpy as np
+import pytest
+
+from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, require_dir,
+                                        require_file, save_npz_atomic)
+
+
+def test_bbox_rule_by_hand():
+    # box x 10..50 (40 wide), y 20..120 (100 high): centre (30, 70), scale 1.2 * 100 / 200 = 0.6
+    c, s = bbox_to_center_scale(10, 20, 50, 120, 1.2)
+    np.testing.assert_allclose(c, [30.0, 70.0])
+    assert s == pytest.approx(0.6)
+    # wider than high: the longer side is the width (80), factor 0.9 -> 0.36
+    c, s = bbox_to_center_scale(0, 0, 80, 10, 0.9)
+    np.testing.assert_allclose(c, [40.0, 5.0])
+    assert s == pytest.approx(0.36)
+
+
+def test_save_npz_atomic_round_trip_and_no_leftovers(tmp_path):
+    out = tmp_path / "sub" / "x.npz"
+    save_npz_atomic(str(out), imgname=np.array(["a.jpg", "b.jpg"]), scale=np.array([1.0, 2.0]))
+    d = np.load(out)
+    assert list(d["imgname"]) == ["a.jpg", "b.jpg"]
+    np.testing.assert_array_equal(d["scale"], [1.0, 2.0])
+    assert os.listdir(out.parent) == ["x.npz"]
+
+
+def test_save_npz_atomic_failure_keeps_the_old_file(tmp_path):
+    out = tmp_path / "x.npz"
+    save_npz_atomic(str(out), a=np.arange(3))
+
+    class Boom:
+        def __array__(self, *a, **k):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_npz_atomic(str(out), a=Boom())
+    np.testing.assert_array_equal(np.load(out)["a"], [0, 1, 2])
+    assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_require_names_the_path(tmp_path):
+    with pytest.raises(PreprocessError, match="missing sequence file: .*nope.pkl"):
+        require_file(str(tmp_path / "nope.pkl"), "sequence file")
+    with pytest.raises(PreprocessError, match="is not a folder"):
+        require_dir(str(tmp_path / "nodir"), "3DPW root")
+
+
+def test_summary_table_lists_every_reason():
+    s = Summary("3dpw test", path="out/3dpw_test.npz")
+    s.written = 7
+    s.skip("invalid camera pose", 3)
+    s.skip("no visible keypoint")
+    t = s.table()
+    assert "out/3dpw_test.npz" in t
+    lines = t.splitlines()
+    assert lines[1].split()[-1] == "7"
+    assert [ln.split()[-1] for ln in lines[2:]] == ["3", "1"]
