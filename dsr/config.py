@@ -92,13 +92,15 @@ _C.PATHS.TEST_FILES["h36m-p2"] = "h36m_valid_protocol2.npz"
 _C.PATHS.TEST_FILES["mpi-inf-3dhp"] = "mpi_inf_3dhp_valid.npz"
 _C.PATHS.TEST_FILES["3dpw"] = "3dpw_test_with_mmpose.npz"
 _C.PATHS.TEST_FILES["synthetic-test"] = "synthetic_test.npz"
-# local ImageNet weights per backbone ('' = random init, with a warning; never downloaded)
+# local initial weights per backbone ('' = random init, with a warning; never downloaded);
+# hrnet_wXX-conv / -interp read the hrnet_wXX entry
 _C.PATHS.BACKBONE_WEIGHTS = CN()
 _C.PATHS.BACKBONE_WEIGHTS["resnet18"] = ""  # e.g. resnet18-f37072fd.pth
 _C.PATHS.BACKBONE_WEIGHTS["resnet34"] = ""  # e.g. resnet34-b627a593.pth
 _C.PATHS.BACKBONE_WEIGHTS["resnet50"] = ""  # torchvision v1: resnet50-19c8e357.pth (original)
 _C.PATHS.BACKBONE_WEIGHTS["resnet101"] = ""  # e.g. resnet101-5d3b4d8f.pth
-_C.PATHS.BACKBONE_WEIGHTS["hrnet_w32"] = ""  # timm hrnet_w32 state dict (.pth/.safetensors)
+_C.PATHS.BACKBONE_WEIGHTS["hrnet_w32"] = ""  # COCO pose HRNet, PARE's init: pose_hrnet_w32_256x192.pth
+_C.PATHS.BACKBONE_WEIGHTS["hrnet_w48"] = ""  # COCO pose HRNet, PARE's init: pose_hrnet_w48_256x192.pth
 
 # ----------------------------------------------------------------------------- DATASET
 _C.DATASET = CN()
@@ -167,7 +169,7 @@ _C.TRAINER.NUM_NODES = 1  # number of nodes
 
 def _hmr_loss_block() -> CN:
     node = CN()
-    node.BACKBONE = "resnet50"  # resnet18/34/50/101 | hrnet_w32
+    node.BACKBONE = "resnet50"  # resnet18/34/50/101 | hrnet_w32/w48 [-conv|-interp] (PARE's HRNet)
     node.SHAPE_LOSS_WEIGHT = 0.0  # L1 vertex loss weight (off; int 0 in the original, float here)
     node.KEYPOINT_LOSS_WEIGHT = 5.0  # 2D keypoint loss weight
     node.KEYPOINT_NATIVE_LOSS_WEIGHT = 5.0  # unused in the original

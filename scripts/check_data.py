@@ -111,6 +111,8 @@ def check_body(rep, cfg):
 
 
 def check_optional_files(rep, cfg):
+    from dsr.models.backbone import weights_key
+
     def exists(p):
         if not os.path.isfile(p):
             raise FileNotFoundError("missing")
@@ -120,7 +122,7 @@ def check_optional_files(rep, cfg):
         if v:
             _check(rep, f"TRAINING.{key}", v, exists)
     bb = cfg[cfg.METHOD.upper()].BACKBONE if cfg.METHOD.upper() in cfg else None
-    w = cfg.PATHS.BACKBONE_WEIGHTS.get(bb, "") if bb else ""
+    w = cfg.PATHS.BACKBONE_WEIGHTS.get(weights_key(bb), "") if bb else ""
     if w:
         _check(rep, f"backbone {bb}", w, exists)
 

@@ -10,7 +10,11 @@ b. Lightning: ``{'state_dict': ...}`` whose keys carry ``model.`` and then ``bac
 c. a raw state dict in either key style.
 
 ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) prefixes are dropped. Keys of the
-body model (``body.*``, ``smpl.*``) are ignored: the body model comes from the SMPL files. Mean
+body model (``body.*``, ``smpl.*``) are ignored: the body model comes from the SMPL files. So are
+the layers that the original modules register but never call, named by each part's
+``dropped_keys``: PARE's HRNet ``backbone.final_layer.*`` (a heatmap conv) and PARE's HMR head
+``head.downsample_module.*`` (its call is commented out); PARE-layout HRNet checkpoints thus load
+with nothing missing or unexpected. Mean
 parameter buffers absent from the file keep the values read from ``smpl_mean_params.npz`` (what the
 original does for format c).
 
@@ -46,16 +50,16 @@ class CheckpointError(RuntimeError):
 @dataclass
 class LoadReport:
     path: str
-    format: str  # 'spin' | 'lightning' | 'raw'
+    format: str  # 'spin' | 'lightning' | 'raw' ('backbone' for dsr.models.backbone.load_backbone_weights)
     loaded: list = field(default_factory=list)  # model keys set from the file
     missing: list = field(default_factory=list)  # model keys absent from the file (kept as they were)
     unexpected: list = field(default_factory=list)  # file keys with no place in the model
-    ignored: list = field(default_factory=list)  # file keys deliberately skipped (body model)
+    ignored: list = field(default_factory=list)  # file keys deliberately skipped (body model, unused layers)
 
     def __str__(self) -> str:
         return (f"{self.path} ({self.format} format): {len(self.loaded)} loaded, {len(self.missing)} missing "
                 f"{self.missing[:5]}, {len(self.unexpected)} unexpected {self.unexpected[:5]}, "
-                f"{len(self.ignored)} body-model keys ignored")
+                f"{len(self.ignored)} ignored (body model / unused layers) {self.ignored[:3]}")
 
 
 def _torch_load(path: str, allow_unsafe: bool):
@@ -116,8 +120,9 @@ def load_hmr_checkpoint(model: nn.Module, path: str, allow_unsafe: bool = True) 
     report = LoadReport(path=path, format=fmt)
     new = {name: {} for name in parts}
     bad_shape = []
+    unused = tuple(f"{name}.{p}" for name, part in parts.items() for p in getattr(part, "dropped_keys", ()))
     for k, v in sd.items():
-        if k.startswith(_IGNORED_PREFIXES):
+        if k.startswith(_IGNORED_PREFIXES + unused):
             report.ignored.append(k)
             continue
         target = None
@@ -155,7 +160,7 @@ def load_hmr_checkpoint(model: nn.Module, path: str, allow_unsafe: bool = True) 
         report.loaded += [f"{name}.{k}" for k in new[name]]
         report.missing += [f"{name}.{k}" for k in own[name] if k not in new[name]]
     logger.info(f"{path}: loaded {len(report.loaded)} tensors ({fmt} format); ignored {len(report.ignored)} "
-                f"body-model keys")
+                f"body-model / unused-layer keys")
     if report.missing:
         kept = [k for k in report.missing if k.split(".")[-1] in _MEAN_BUFFERS]
         logger.warning(f"{path}: {len(report.missing)} model keys missing from the file (kept as initialised): "

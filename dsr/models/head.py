@@ -6,7 +6,8 @@ pose += decpose(h), shape += decshape(h), cam += deccam(h);
 start from the buffers ``init_pose`` (1, 6J), ``init_shape`` (1, S), ``init_cam`` (1, 3) read from
 ``smpl_mean_params.npz`` (keys ``pose`` (6J,) in the 6D order of :func:`dsr.geometry.rot6d_to_rotmat`,
 ``shape`` (S,), ``cam`` (3,)). Decoders are Xavier-uniform with gain 0.01 (biases: PyTorch default).
-With C = 2048, J = 24, S = 10 the MLP input is 2048 + 144 + 10 + 3 = 2205.
+With C = 2048 (ResNet-50), J = 24, S = 10 the MLP input is 2048 + 144 + 10 + 3 = 2205; with
+HRNet-W32 (C = 480) it is 637, with HRNet-W48 (C = 720) 877.
 
 Outputs: ``pred_pose`` (B, J, 3, 3) rotation matrices, ``pred_pose_6d`` (B, 6J), ``pred_shape``
 (B, S), ``pred_cam`` (B, 3) weak perspective ``[s, tx, ty]``.
@@ -59,6 +60,9 @@ def load_mean_params(path: Optional[str], num_joints: int = 24, num_betas: int =
 
 class HMRHead(nn.Module):
     """Iterative regressor: features (B, C, h, w) -> pose (B,J,3,3), shape (B,S), cam (B,3)."""
+
+    # PARE's HMR head (the HRNet HMRs) registers three strided convs it never calls: dropped from checkpoints
+    dropped_keys = ("downsample_module.",)
 
     def __init__(self, in_channels: int = 2048, mean_params: Optional[str] = None, num_joints: int = 24,
                  num_betas: int = 10, n_iter: int = 3, hidden: int = 1024, dropout: float = 0.5):

@@ -1,7 +1,8 @@
 """HMR: backbone + iterative regressor + SMPL body model (reference §2.1-§2.3).
 
 ``HMR(cfg)`` reads ``cfg.METHOD`` ('dsr' -> ``cfg.DSR``, else ``cfg.SPIN``) for ``BACKBONE``;
-``cfg.PATHS.BACKBONE_WEIGHTS[<backbone>]`` (ImageNet init, '' = random), ``cfg.PATHS.SMPL_MODEL_DIR``,
+``cfg.PATHS.BACKBONE_WEIGHTS[<backbone without -conv/-interp>]`` (initial weights: ImageNet for ResNets,
+COCO pose-HRNet for HRNets; '' = random), ``cfg.PATHS.SMPL_MODEL_DIR``,
 ``cfg.PATHS.SMPL_MEAN_PARAMS``, ``cfg.PATHS.JOINT_REGRESSOR_TRAIN_EXTRA``,
 ``cfg.PATHS.JOINT_REGRESSOR_H36M`` ('' = none; evaluation needs it), ``cfg.DATASET.FOCAL_LENGTH``,
 ``cfg.DATASET.IMG_RES``; and loads ``cfg.TRAINING.PRETRAINED`` when set (``load_pretrained=True``).
@@ -23,7 +24,7 @@ import torch.nn as nn
 
 from dsr.body import build_body_model
 from dsr.geometry import convert_weak_perspective_to_perspective, perspective_projection, rot6d_to_rotmat
-from dsr.models.backbone import build_backbone
+from dsr.models.backbone import build_backbone, weights_key
 from dsr.models.checkpoint import LoadReport, load_hmr_checkpoint
 from dsr.models.head import HMRHead
 
@@ -51,8 +52,7 @@ class HMR(nn.Module):
         if cfg is not None:
             block = cfg.DSR if str(cfg.METHOD).lower() == "dsr" else cfg.SPIN
             backbone = block.BACKBONE
-            weights = cfg.PATHS.BACKBONE_WEIGHTS
-            backbone_weights = weights[backbone] if backbone in weights else ""
+            backbone_weights = cfg.PATHS.BACKBONE_WEIGHTS.get(weights_key(backbone), "")
             smpl_model_dir = cfg.PATHS.SMPL_MODEL_DIR
             mean_params = cfg.PATHS.SMPL_MEAN_PARAMS
             extra_regressor = cfg.PATHS.JOINT_REGRESSOR_TRAIN_EXTRA
