@@ -88,13 +88,6 @@ def test_resnet_feature_shape(name, channels):
     assert not hasattr(bb, "fc") and not hasattr(bb, "avgpool")
 
 
-def test_hrnet_w32_fused_feature():
-    bb = build_backbone("hrnet_w32").eval()
-    with torch.no_grad():
-        f = bb(torch.randn(1, 3, 224, 224))
-    assert f.shape == (1, 2048, 7, 7) and bb.out_channels == 2048
-
-
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="resnet50"):
         build_backbone("vgg16")
