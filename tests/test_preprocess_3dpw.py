@@ -2,6 +2,7 @@
 a few frames and people whose values are known; the npz compared with values computed by hand."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import shutil
@@ -329,3 +330,12 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
         dump = pickle.load(f)
     names = [os.path.relpath(n, folder) for n in dump["imgname"]]
     assert names == list(np.load(data / "dataset_extras" / "3dpw_test_with_mmpose.npz")["imgname"])
+
+    # scripts/check_data.py on the same tree: every file the evaluation config reads is fine
+    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
+    cd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cd)
+    rep = cd.run(cfg, all_=True)
+    assert rep.problems == [], rep.problems
+    assert ("3dpw npz", str(data / "dataset_extras" / "3dpw_test_with_mmpose.npz"), True,
+            "8 samples, keys ['center', 'gender', 'imgname', 'pose', 'scale', 'shape']") in rep.rows

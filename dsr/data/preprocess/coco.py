@@ -107,7 +107,8 @@ def read_openpose_people(path: str) -> np.ndarray:
     try:
         with open(path) as f:
             people = json.load(f)["people"]
-        return np.array([np.reshape(p["pose_keypoints_2d"], (25, 3)) for p in people], dtype=np.float64).reshape(-1, 25, 3)
+        kps = [np.reshape(p["pose_keypoints_2d"], (25, 3)) for p in people]
+        return np.array(kps, dtype=np.float64).reshape(-1, 25, 3)
     except (ValueError, KeyError, TypeError) as e:
         raise PreprocessError(f"{path}: not an OpenPose BODY_25 json ({type(e).__name__}: {e})") from e
 
