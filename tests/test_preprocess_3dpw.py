@@ -265,6 +265,30 @@ def test_train_split_joints_through_the_camera(tmp_path):
     assert list(d["gender"]) == ["f"] * N
 
 
+def test_workers_give_the_same_file(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    for s in range(3):
+        N = 4
+        write_sequence(tmp_path / "raw" / "sequenceFiles" / "validation", f"s{s}", [
+            {"poses": rng.normal(0, 0.3, (N, 72)), "betas": rng.normal(0, 1, 10), "trans": rng.normal(0, 1, (N, 3)),
+             "poses2d": rng.uniform(1, 100, (N, 3, 18)), "gender": "mf"[s % 2], "valid": [1, 0, 1, 1]}],
+            [cam_pose(rot("y", 10 * f), [0, 0, 6]) for f in range(N)])
+    args = ["3dpw", "--root", str(tmp_path / "raw"), "--split", "validation"] + _free_body_args()
+    assert cli(args + ["--out", str(tmp_path / "a")]) == 0
+    assert cli(args + ["--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    a = np.load(tmp_path / "a" / "dataset_extras" / "3dpw_validation.npz")
+    b = np.load(tmp_path / "b" / "dataset_extras" / "3dpw_validation.npz")
+    assert len(a["imgname"]) == 9 and sorted(a.files) == sorted(b.files)
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+    bad = tmp_path / "raw" / "sequenceFiles" / "validation" / "s1.pkl"
+    with open(bad, "wb") as f:
+        pickle.dump({"sequence": "s1"}, f, protocol=2)
+    capsys.readouterr()
+    assert cli(args + ["--out", str(tmp_path / "c"), "--workers", "2"]) == 2  # a worker's error, one line
+    assert "s1.pkl" in capsys.readouterr().err
+
+
 def test_train_split_without_body_model_is_one_error(tmp_path, capsys):
     write_sequence(tmp_path / "raw" / "sequenceFiles" / "train", "walk", [
         {"poses": np.zeros((1, 72)), "betas": np.zeros(10), "poses2d": np.ones((1, 3, 18)), "gender": "m",

@@ -230,13 +230,20 @@ def _build_models(smpl_dir: str, extra: str) -> dict:
         raise PreprocessError(f"3DPW S / part need the gendered SMPL models and J_regressor_extra: {e}") from e
 
 
-def _init_worker(with_joints, min_conf, smpl_dir, extra, single_thread=True):
-    if single_thread:
-        import torch
-
-        torch.set_num_threads(1)
+def _setup(with_joints, min_conf, smpl_dir, extra):
+    """The per-process state of :func:`_work` (body models only for S / part)."""
     _WORKER.update(with_joints=with_joints, min_conf=min_conf,
                    models=_build_models(smpl_dir, extra) if with_joints else None)
+
+
+def _init_worker_process(setup_args=None):
+    """Pool initializer: one torch thread per worker; a spawned worker builds its own state
+    (a forked one inherits the parent's)."""
+    import torch
+
+    torch.set_num_threads(1)
+    if setup_args is not None:
+        _setup(*setup_args)
 
 
 def _work(path):
@@ -272,15 +279,15 @@ def run(args) -> list[Summary]:
     summary = Summary(f"3dpw {args.split}")
 
     workers = max(1, min(int(args.workers), len(files)))
-    init = (with_joints, args.box_min_conf, args.smpl_dir, args.extra_regressor)
+    setup_args = (with_joints, args.box_min_conf, args.smpl_dir, args.extra_regressor)
+    _setup(*setup_args)  # here first: a missing body model is one error, and forked workers inherit it
+    pool = None
     if workers == 1:
-        _init_worker(*init, single_thread=False)
         results = map(_work, files)
-        pool = None
     else:
-        if with_joints:  # fail here, with one message, rather than in every worker
-            _build_models(args.smpl_dir, args.extra_regressor)
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init)
+        fork = "fork" in mp.get_all_start_methods()
+        pool = mp.get_context("fork" if fork else "spawn").Pool(
+            workers, initializer=_init_worker_process, initargs=(None if fork else setup_args,))
         results = pool.imap(_work, files)
     parts = {}
     try:
@@ -288,6 +295,10 @@ def run(args) -> list[Summary]:
             for k, v in rows.items():
                 parts.setdefault(k, []).extend(v)
             summary.skipped.update(skipped)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
     finally:
         if pool is not None:
             pool.close()
