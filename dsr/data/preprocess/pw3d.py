@@ -30,7 +30,9 @@ the same rows as ``3dpw_test_with_mmpose.npz``, the name the evaluation config r
 (``PATHS.TEST_FILES['3dpw']``); its boxes come from 3DPW's ``poses2d``, not from PARE's mmpose
 keypoints as the original's file of that name (README, "3DPW"). ``--eval-copy`` decides: ``auto``
 (default) writes it unless a file of that name with other rows or boxes is there (the original's,
-kept and reported), ``force`` replaces it, ``no`` skips it.
+kept and reported), ``force`` replaces it, ``no`` skips it. ``--workers N`` reads the sequence
+files in N processes (forked from this one where the platform allows, so they share its body
+models); the rows keep the sorted file order.
 """
 from __future__ import annotations
 
