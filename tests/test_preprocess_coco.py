@@ -133,7 +133,8 @@ def test_eft_rows_by_hand(coco_tree, eft_file, tmp_path, capsys):
     np.testing.assert_allclose(np.delete(pose[1], [0, 5], axis=0), 0, atol=1e-12)
     table = table_counts(capsys.readouterr().out)
     assert table == {"rows written": 2, "skipped: EFT fit whose image is not in the COCO json": 1,
-                     "skipped: COCO person without an EFT fit": 3}  # 102, 104, 105
+                     "skipped: no EFT fit, fewer than 12 of 12 body joints annotated": 2,  # 102, 104
+                     "skipped: no EFT fit, passes the joint filter": 1}  # 105
 
 
 def test_eft_keep_unfitted_and_zero_S(coco_tree, eft_file, tmp_path):
@@ -261,3 +262,21 @@ def test_check_data_accepts_the_written_file(coco_tree, eft_file, tmp_path):
     assert [r[0] for r in coco_rows] == ["coco npz", "coco images"]
     assert all(ok for _, _, ok, _ in coco_rows), coco_rows
     assert "2 samples" in coco_rows[0][3]
+
+
+def test_eft_without_annot_ids(coco_tree, eft_file, tmp_path, capsys):
+    """Records without annotId still give their rows; only --keep-unfitted needs the ids."""
+    root, _ = coco_tree
+    path, _ = eft_file
+    with open(path) as f:
+        data = json.load(f)
+    for r in data["data"]:
+        del r["annotId"]
+    with open(path, "w") as f:
+        json.dump(data, f)
+    assert cli(["coco", "--root", str(root), "--out", str(tmp_path / "o"), "--eft", str(path)]) == 0
+    assert "COCO people without a fit not counted" in capsys.readouterr().out
+    d = np.load(tmp_path / "o" / "dataset_extras" / "coco_2014_train.npz")
+    assert list(d["imgname"]) == [f"train2014/{IMG2}", f"train2014/{IMG1}"]
+    assert cli(["coco", "--root", str(root), "--out", str(tmp_path / "o"), "--eft", str(path), "--keep-unfitted"]) == 2
+    assert "needs the COCO annotation id" in capsys.readouterr().err

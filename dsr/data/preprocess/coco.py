@@ -249,19 +249,19 @@ def run(args) -> list[Summary]:
             if args.keep_unfitted:
                 raise PreprocessError(f"{args.eft}: --keep-unfitted needs the COCO annotation id (annotId) of "
                                       "every fit, and some records lack it")
-            s.skip("COCO people without a fit (uncounted: no annotId)", 0)
+            s.name += " (fits without annotId: COCO people without a fit not counted)"
         else:
             fitted = {f["annotId"] for f in fits}
             for a in annots:
                 if a.get("id") in fitted:
                     continue
                 kp = _keypoints(a)
-                if not args.keep_unfitted:
-                    s.skip("COCO person without an EFT fit")
-                elif (kp[5:, 2] > 0).sum() < args.min_body_joints:
+                if (kp[5:, 2] > 0).sum() < args.min_body_joints:
                     s.skip(f"no EFT fit, {few}")
-                else:
+                elif args.keep_unfitted:
                     rows.append(_spin_row(a, kp, _image(a, images)))
+                else:
+                    s.skip("no EFT fit, passes the joint filter")
     if args.openpose:
         for r in progress(rows, "openpose", unit="person"):
             stem = os.path.splitext(os.path.basename(r["imgname"]))[0]
@@ -280,8 +280,7 @@ def run(args) -> list[Summary]:
     }
     if fits is not None:
         has = np.array(col["has_smpl"], dtype=np.float64)
-        arrays["pose"] = rotmats_to_pose(np.array(col["rotmat"], dtype=np.float64))
-        arrays["pose"][has == 0] = 0.0
+        arrays["pose"] = rotmats_to_pose(np.array(col["rotmat"], dtype=np.float64))  # identity -> 0
         arrays["shape"] = np.array(col["shape"], dtype=np.float64)
         arrays["has_smpl"] = has
     if args.zero_S:
