@@ -363,3 +363,18 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
     assert rep.problems == [], rep.problems
     assert ("3dpw npz", str(data / "dataset_extras" / "3dpw_test_with_mmpose.npz"), True,
             "8 samples, keys ['center', 'gender', 'imgname', 'pose', 'scale', 'shape']") in rep.rows
+
+
+def test_crop_study_geometry():
+    """scripts/pw3d_crop_study.py: SPIN boxes and square-crop IoU, by hand."""
+    spec = importlib.util.spec_from_file_location("crop_study", os.path.join(REPO, "scripts", "pw3d_crop_study.py"))
+    cs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cs)
+    pts = np.array([[[0.0, 0.0], [10.0, 40.0], [500.0, 500.0]]])
+    c, side = cs.boxes(pts, np.array([[True, True, False]]))
+    np.testing.assert_allclose(c, [[5, 20]])
+    np.testing.assert_allclose(side, [1.2 * 40])
+    one = np.ones(1)
+    assert cs.square_iou(np.zeros((1, 2)), one, np.zeros((1, 2)), 1.1 * one)[0] == pytest.approx(1 / 1.21)
+    # unit squares shifted by half a side: overlap 0.5, union 1.5
+    assert cs.square_iou(np.zeros((1, 2)), one, np.array([[0.5, 0.0]]), one)[0] == pytest.approx(1 / 3)
