@@ -279,8 +279,11 @@ def test_workers_give_the_same_file(tmp_path, capsys):
     a = np.load(tmp_path / "a" / "dataset_extras" / "3dpw_validation.npz")
     b = np.load(tmp_path / "b" / "dataset_extras" / "3dpw_validation.npz")
     assert len(a["imgname"]) == 9 and sorted(a.files) == sorted(b.files)
-    for k in a.files:
-        np.testing.assert_array_equal(a[k], b[k])
+    for k in a.files:  # the body model runs in float32: one vs several torch threads may differ in the last bit
+        if a[k].dtype.kind == "U":
+            np.testing.assert_array_equal(a[k], b[k])
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-4)
     bad = tmp_path / "raw" / "sequenceFiles" / "validation" / "s1.pkl"
     with open(bad, "wb") as f:
         pickle.dump({"sequence": "s1"}, f, protocol=2)
