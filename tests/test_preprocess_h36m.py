@@ -379,3 +379,23 @@ def test_protocol2_file_through_dataset_and_evaluation(tree, tmp_path):
     res = module.last_eval
     assert res["num_samples"] == len(rows)
     assert np.isfinite(res["mpjpe"]) and np.isfinite(res["pa_mpjpe"])
+
+
+def test_workers_give_the_same_files(tree, tmp_path):
+    outs = []
+    for w in ("1", "2"):
+        out, images = tmp_path / f"out{w}", tmp_path / f"img{w}"
+        run_cli("--root", tree, "--out", str(out), "--split", "all", "--extract-frames", "--images", str(images),
+                "--workers", w)
+        outs.append((out, images))
+    for name in ("h36m_valid_protocol1.npz", "h36m_valid_protocol2.npz", "h36m_train.npz"):
+        a, b = (np.load(o / "dataset_extras" / name) for o, _ in outs)
+        assert a.files == b.files
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    (o1, i1), (o2, i2) = outs
+    names = sorted(os.listdir(i1 / "images"))
+    assert names == sorted(os.listdir(i2 / "images"))
+    for n in names:
+        if n.endswith(".jpg"):
+            assert (i1 / "images" / n).read_bytes() == (i2 / "images" / n).read_bytes()

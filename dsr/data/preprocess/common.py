@@ -10,6 +10,7 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
   run never leaves a half-written npz under the final name);
 - :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table;
 - :func:`progress`: the tqdm progress bar every long loop uses;
+- :func:`worker_pool`: the process pool of ``--workers``;
 - :data:`J17_TO_J24`: where SPIN puts the 17 joints of Human3.6M / MPI-INF-3DHP (in SPIN's
   17-joint order) in the 24-joint ground-truth layout;
 - :func:`load_fits`: SMPL fits (``pose``, ``shape``, ``has_smpl``) given by ``--fits FILE``,
@@ -17,6 +18,7 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 from collections import Counter
@@ -36,6 +38,7 @@ __all__ = [
     "require_dir",
     "require_file",
     "save_npz_atomic",
+    "worker_pool",
 ]
 
 
@@ -164,3 +167,18 @@ def load_fits(path: str, imgnames: list[str]) -> dict[str, np.ndarray]:
                                   f"'imgname' must have one fit per row, in the order written")
         rows = np.arange(m)
     return {"pose": pose[rows], "shape": shape[rows, :10], "has_smpl": has[rows]}
+
+
+def worker_pool(workers: int):
+    """A ``multiprocessing`` pool of ``workers`` processes for the preprocessing steps.
+
+    Forkserver with this package preloaded: the server imports it (and torch, through
+    ``dsr.data``) once and forks each worker from it, where spawn would import torch in every
+    worker; a worker never inherits the caller's OpenCV / HDF5 state. Spawn where forkserver
+    does not exist (Windows)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["dsr.data.preprocess.common"])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    return ctx.Pool(workers)

@@ -44,14 +44,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 import numpy as np
 from loguru import logger
 
 from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, bbox_to_center_scale,
                                         load_fits, progress, require_dir, require_file,
-                                        save_npz_atomic)
+                                        save_npz_atomic, worker_pool)
 from dsr.data.preprocess.video import VideoJob, extract_videos, read_record
 
 __all__ = ["add_arguments", "run", "read_cdf_pose", "list_sequences", "sequence_rows"]
@@ -182,7 +181,6 @@ class _Masks:
             shape = self.refs.shape
             self.f.close()
             raise PreprocessError(f"{path}: 'Masks' has shape {shape}, expected (N, 1)")
-        self.path = path
         self.n = self.refs.shape[0]
 
     def box(self, i: int) -> tuple[int, int, int, int] | None:
@@ -299,7 +297,7 @@ def _video_frame_counts(seqs, lag, images, extract, workers, summary_name) -> tu
 def _collect(tasks, workers: int, desc: str) -> list[tuple[dict, Counter]]:
     if workers <= 1 or len(tasks) <= 1:
         return [sequence_rows(t) for t in progress(tasks, desc=desc, unit="seq")]
-    with get_context("spawn").Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         return list(progress(pool.imap(sequence_rows, tasks), desc=desc, total=len(tasks), unit="seq"))
 
 

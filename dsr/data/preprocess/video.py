@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 import tempfile
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from typing import Mapping, Sequence
 
 import cv2
 
-from dsr.data.preprocess.common import PreprocessError, progress, require_file
+from dsr.data.preprocess.common import PreprocessError, progress, require_file, worker_pool
 
 __all__ = ["VideoJob", "ExtractResult", "read_record", "header_frame_count", "extract_frames",
            "extract_videos"]
@@ -155,13 +155,11 @@ def extract_videos(jobs: Sequence[VideoJob], workers: int = 1, desc: str = "extr
     """:func:`extract_frames` for every job (in ``workers`` processes), in the order of ``jobs``."""
     results: list[ExtractResult | None] = [None] * len(jobs)
     bar = progress(range(len(jobs)), desc=desc, total=len(jobs), unit="video")
-    if workers <= 1 or len(jobs) <= 1:
-        for i in bar:
-            results[i] = _run_job(jobs[i])
-            bar.set_postfix(written=sum(r.written for r in results[: i + 1]))
-        return results  # type: ignore[return-value]
-    with get_context("spawn").Pool(workers) as pool:
-        it = pool.imap(_run_job, jobs)
+    written = 0
+    with (worker_pool(workers) if workers > 1 and len(jobs) > 1 else nullcontext()) as pool:
+        it = pool.imap(_run_job, jobs) if pool is not None else map(_run_job, jobs)
         for i in bar:
             results[i] = next(it)
+            written += results[i].written
+            bar.set_postfix(written=written)
     return results  # type: ignore[return-value]
