@@ -284,7 +284,7 @@ def _extract(plan, root, images, workers) -> tuple[list[np.ndarray], Summary]:
 
     The kept frames depend on every earlier video's frame count (the global counter), known only
     once decoded: start from the record or the container's count, extract, and repeat with the
-    decoded counts while they change the selection (in practice never)."""
+    decoded counts where they differ from that guess (the rerun only writes what changed)."""
     guess = []
     for v in plan:
         video = require_file(v.video(root), "MPI-INF-3DHP training video")
