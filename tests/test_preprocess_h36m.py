@@ -15,7 +15,6 @@ import torch
 
 from dsr.data.preprocess.__main__ import build_parser
 from dsr.data.preprocess.common import PreprocessError
-from dsr.data.preprocess import h36m
 
 cdfwrite = pytest.importorskip("cdflib.cdfwrite")
 
