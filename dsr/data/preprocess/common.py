@@ -9,10 +9,16 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
 - :func:`save_npz_atomic`: write to a temporary file in the same folder, then rename (a killed
   run never leaves a half-written npz under the final name);
 - :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table;
-- :func:`progress`: the tqdm progress bar every long loop uses.
+- :func:`progress`: the tqdm progress bar every long loop uses;
+- :func:`worker_pool`: the process pool of ``--workers``;
+- :data:`J17_TO_J24`: where SPIN puts the 17 joints of Human3.6M / MPI-INF-3DHP (in SPIN's
+  17-joint order) in the 24-joint ground-truth layout;
+- :func:`load_fits`: SMPL fits (``pose``, ``shape``, ``has_smpl``) given by ``--fits FILE``,
+  aligned with the rows written.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 from collections import Counter
@@ -23,14 +29,23 @@ import numpy as np
 from tqdm import tqdm
 
 __all__ = [
+    "J17_TO_J24",
     "PreprocessError",
     "Summary",
     "bbox_to_center_scale",
+    "load_fits",
     "progress",
     "require_dir",
     "require_file",
     "save_npz_atomic",
+    "worker_pool",
 ]
+
+
+# 24-joint GT index of each of the 17 joints SPIN's Human3.6M and MPI-INF-3DHP scripts select, in
+# their order: pelvis, L hip, L knee, L ankle, R hip, R knee, R ankle, spine, neck, jaw, head,
+# L shoulder, L elbow, L wrist, R shoulder, R elbow, R wrist ("joints_idx" / "global_idx" there).
+J17_TO_J24 = [14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6]
 
 
 class PreprocessError(RuntimeError):
@@ -112,3 +127,58 @@ class Summary:
 def progress(iterable: Iterable, desc: str, total: int | None = None, unit: str = "it"):
     """The progress bar of every preprocessing loop (tqdm on stderr)."""
     return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
+
+
+def load_fits(path: str, imgnames: list[str]) -> dict[str, np.ndarray]:
+    """SMPL fits for the rows ``imgnames`` from an npz with ``pose`` (M, 72), ``shape`` (M, 10[+])
+    and optional ``has_smpl`` (M,) (default 1) — SPIN's static-fits form.
+
+    With an ``imgname`` key the fits are matched to the rows by image name (every row must have
+    one); without it the file must have exactly one fit per row, in the order written.
+
+    Returns: {"pose": (N, 72), "shape": (N, 10), "has_smpl": (N,)} float64.
+    """
+    require_file(path, "fits file (--fits)")
+    try:
+        d = np.load(path, allow_pickle=False)
+        fits = {k: d[k] for k in d.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise PreprocessError(f"{path}: cannot read as npz: {e}") from e
+    for k in ("pose", "shape"):
+        if k not in fits:
+            raise PreprocessError(f"{path}: fits file has no '{k}' (has {sorted(fits)})")
+    m = len(fits["pose"])
+    pose = np.asarray(fits["pose"], np.float64).reshape(m, -1)
+    shape = np.asarray(fits["shape"], np.float64).reshape(len(fits["shape"]), -1)
+    has = np.asarray(fits["has_smpl"], np.float64).reshape(-1) if "has_smpl" in fits else np.ones(m)
+    if pose.shape[1] != 72 or shape.shape[1] < 10 or len(shape) != m or len(has) != m:
+        raise PreprocessError(f"{path}: expected pose (M, 72), shape (M, 10) and has_smpl (M,), got "
+                              f"{pose.shape}, {shape.shape}, {has.shape}")
+    if "imgname" in fits:
+        index = {str(n): i for i, n in enumerate(fits["imgname"])}
+        missing = [n for n in imgnames if n not in index]
+        if missing:
+            raise PreprocessError(f"{path}: no fit for {len(missing)} of the {len(imgnames)} rows "
+                                  f"(first: {missing[0]})")
+        rows = np.array([index[n] for n in imgnames], dtype=np.int64)
+    else:
+        if m != len(imgnames):
+            raise PreprocessError(f"{path}: {m} fits for {len(imgnames)} rows; a fits file without "
+                                  f"'imgname' must have one fit per row, in the order written")
+        rows = np.arange(m)
+    return {"pose": pose[rows], "shape": shape[rows, :10], "has_smpl": has[rows]}
+
+
+def worker_pool(workers: int):
+    """A ``multiprocessing`` pool of ``workers`` processes for the preprocessing steps.
+
+    Forkserver with this package preloaded: the server imports it (and torch, through
+    ``dsr.data``) once and forks each worker from it, where spawn would import torch in every
+    worker; a worker never inherits the caller's OpenCV / HDF5 state. Spawn where forkserver
+    does not exist (Windows)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["dsr.data.preprocess.common"])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    return ctx.Pool(workers)
