@@ -110,7 +110,7 @@ def keypoint_box(keypoints: np.ndarray, size: int, conf_thresh: float = BG_REMOV
     confidence > 0.3; ``x0 = int(max(min p_x - margin, 0))``, ``x1 = int(min(max p_x + margin,
     size))`` (the +-margin in float64, ``int`` truncates), rows likewise. The kept region is the
     Python slice ``[y0:y1, x0:x1]`` (end exclusive; a negative end counts from the far side, as in
-    the original's ``img[ymax:] = 0``, reachable only when every confident keypoint lies more than
+    the original's ``img[ymax:] = 0``, reachable only when every confident keypoint lies at least
     ``margin + 1`` pixels left of / above the crop). The original clips x by ``shape[0]`` and y by
     ``shape[1]``: the same side here, DSR crops being square.
 
