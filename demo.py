@@ -9,7 +9,7 @@
 
 Person box: ``--bbox`` json ``{"bbox": [x, y, w, h]}`` -> centre of the box, scale max(w, h)/200;
 ``--openpose`` json (first person, keypoints with confidence > 0.2) -> centre = their mean,
-scale = 1.2 * max extent / 200; neither -> the image centre, scale max(H, W)/200. In folder mode
+scale = 1.2 * max extent / 200; neither -> the image centre (W // 2, H // 2), scale max(H, W)/200. In folder mode
 the OpenPose file of ``<stem>.<ext>`` is ``<openpose_folder>/<stem>_keypoints.json``.
 Writes ``<stem>_result.png``, and with the flags ``<stem>.obj`` (camera-frame mesh) and
 ``<stem>.npz`` (pose rotmats, betas, cam, cam_t, vertices, center, scale).
@@ -84,7 +84,7 @@ def prepare(img_path: str, bbox_json=None, openpose_json=None, res: int = 224):
         center, scale = bbox_from_openpose(openpose_json)
     else:
         h, w = img.shape[:2]
-        center, scale = np.array([w / 2.0, h / 2.0]), max(h, w) / 200.0
+        center, scale = np.array([w // 2, h // 2]), max(h, w) / 200.0  # integer centre (the original)
     crop = crop_cv2(img, center, scale, res)
     x = crop.astype(np.float32) / 255.0
     x = (x - np.array(constants.IMG_NORM_MEAN, np.float32)) / np.array(constants.IMG_NORM_STD, np.float32)

@@ -8,7 +8,11 @@
   per-sample errors gathered over devices; at epoch end: ``val_loss`` (= PA-MPJPE, mm) and
   ``val_mpjpe`` / ``val_pa_mpjpe`` / ``val_pve`` (+ ``val_pck`` / ``val_auc`` on MPI-INF-3DHP)
   logged, ``val_accuracy_results.json`` appended, ``evaluation_results_<VAL_DS>.pkl`` dumped for
-  the best epoch (1.5·PA-MPJPE + MPJPE), a line appended to the experiment's ``results.csv``;
+  the best epoch (1.5·PA-MPJPE + MPJPE; the original's keys and units: ``mpjpe`` / ``pampjpe``
+  (N, 14) per-joint errors in metres, ``v2v`` (N,) metres (0 without GT meshes), ``imgname``,
+  ``dataset_name`` (N,) str arrays, ``epoch``; ``pose`` (N, 24, 3, 3), ``shape`` (N, 10),
+  ``cam_t`` (N, 3) with TESTING.SAVE_RESULTS; added: ``pck`` / ``auc`` (N,) fractions in [0, 1]
+  on MPI-INF-3DHP), a line appended to the experiment's ``results.csv``;
 * Adam with ``OPTIMIZER.LR`` / ``OPTIMIZER.WD``, no schedule (§7).
 """
 from __future__ import annotations
@@ -282,12 +286,13 @@ class DSRModule(pl.LightningModule):
         score = 1.5 * summary["pa_mpjpe"] + summary["mpjpe"]
         if score < self._best_score or stage == "test":
             self._best_score = min(score, self._best_score)
+            # the original's file: metres, the first 14 joints, arrays (np.array of every list)
             dump = {
-                "mpjpe": res["mpjpe_joints"][:, :14] * 1000,
-                "pampjpe": res["pampjpe_joints"][:, :14] * 1000,
-                "v2v": res["v2v"] * 1000,
-                "imgname": res["imgname"],
-                "dataset_name": res["dataset_name"],
+                "mpjpe": res["mpjpe_joints"][:, :14],
+                "pampjpe": res["pampjpe_joints"][:, :14],
+                "v2v": res["v2v"],
+                "imgname": np.array(res["imgname"]),
+                "dataset_name": np.array(res["dataset_name"]),
                 "epoch": int(self.current_epoch),
             }
             for k in ("pose", "shape", "cam_t", "pck", "auc"):

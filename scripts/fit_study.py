@@ -155,9 +155,13 @@ def main(argv=None) -> int:
 
     batch = items(cfg)
     clean = items(with_settings(cfg, {"DSR.MASK_WARP_NEAREST": True}))
+    # the ground truth (pose, betas, gender) of the same items: IGNORE_3D items carry zeros instead
+    truth_ds = BaseDataset(with_settings(cfg, {"DATASET.IGNORE_3D": False}), cfg.DATASET.TRAIN_DS, is_train=True,
+                           use_augmentation=False, with_dsr_targets=False)
+    truth = default_collate([truth_ds[i] for i in range(a.n)])
     t0 = time.time()
     with torch.no_grad():
-        gt_verts = module._gt_vertices_gendered(batch)
+        gt_verts = module._gt_vertices_gendered(truth)
         init = module.model(batch["img"]) if a.pretrained else module.model.mean_prediction(a.n)
     neutral = module._body("neutral")
     decode = module.model.decode  # the neutral body
@@ -176,14 +180,14 @@ def main(argv=None) -> int:
 
     # the target check: ground-truth pose and betas (gendered), camera fitted to the 2D keypoints
     t = time.time()
-    gt_rot = batch_rodrigues(batch["pose"].reshape(-1, 3).float()).reshape(a.n, 24, 3, 3)
-    male = batch["gender"] == 0
+    gt_rot = batch_rodrigues(truth["pose"].reshape(-1, 3).float()).reshape(a.n, 24, 3, 3)
+    male = truth["gender"] == 0
     gt_pred = {}
     for mask, g in ((male, "male"), (~male, "female")):
         if not mask.any():
             continue
         sub = {k: (v[mask] if torch.is_tensor(v) and v.shape[:1] == (a.n,) else v) for k, v in batch.items()}
-        sub_init = {"pred_pose": gt_rot[mask], "pred_shape": batch["betas"][mask].float(),
+        sub_init = {"pred_pose": gt_rot[mask], "pred_shape": truth["betas"][mask].float(),
                     "pred_cam": init["pred_cam"][mask]}
         out = fit(kp_only, lambda o, b=module._body(g): module.model.decode(o, b), sub, sub_init, 300, a.lr,
                   free=("cam",))

@@ -80,7 +80,8 @@ RELEASE_TRAIN = {
     },
 }
 RELEASE_EVAL = {
-    "EXP_NAME": "dsr_eval", "METHOD": "dsr", "RUN_TEST": True, "PL_LOGGING": False,
+    "LOG_DIR": "logs", "EXP_NAME": "dsr_eval", "METHOD": "dsr", "RUN_TEST": True, "SEED_VALUE": -1,
+    "PL_LOGGING": False,
     "DATASET": {
         "BATCH_SIZE": 128, "NUM_WORKERS": 8, "PIN_MEMORY": True, "TRAIN_DS": "h36m", "VAL_DS": "3dpw",
         "NUM_IMAGES": -1, "IMG_RES": 224, "FOCAL_LENGTH": 5000.0, "MESH_COLOR": "blue", "TRAIN_3DPW": False,

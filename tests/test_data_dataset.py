@@ -103,8 +103,8 @@ def test_item_keys_shapes_and_values(tmp_path):
     assert it["valid_labels_dsr_mc"].tolist() == [0, 0, 1, 0, 1]
     mc = it["grph_dsr_mc_label"].numpy()
     assert mc[40, 60] == 1 and mc[150, 150] == 1 and mc[100, 100] == 0 and mc[202, 202] == 0
-    # background removal: keypoints span crop x in [31, 192], y in [17, 202] -> box +-30
-    assert (c[:, :1] == 0).all() and (c[:, 223:] == 0).all()
+    # background removal: keypoints span crop x in [31, 192], y in [17, 202] -> columns [1, 222)
+    assert (c[:, :1] == 0).all() and (c[:, 222:] == 0).all()
     # the distance transform is 0 on the MC mask and grows off it
     d = it["grph_dsr_mc_dist_mat"].numpy()
     assert d[40, 60] == 0 and d[40, 90] == pytest.approx(90 - 79, abs=1.01)
@@ -113,7 +113,8 @@ def test_item_keys_shapes_and_values(tmp_path):
 def test_background_removal_in_dataset(tmp_path):
     cfg = _cfg(tmp_path)
     ds = _Fixed(cfg, "synthetic", is_train=True)
-    # only two confident keypoints: crop (41, 41) and (81, 81) -> keep rows/cols 11..111
+    # only two confident keypoints: crop pixels trunc(2 x 20.3) + 1 = 41 and 81; back in float32
+    # 41 -> 40.999996 and 81 -> 81.0, so the original keeps [int(10.999996), int(111.0)) = [10, 111)
     kp = np.zeros((3, 49, 3))
     kp[:, 25, :] = [20.3, 20.3, 1.0]
     kp[:, 26, :] = [40.3, 40.3, 0.9]
@@ -121,8 +122,8 @@ def test_background_removal_in_dataset(tmp_path):
     ds.keypoints = kp
     c = ds[0]["grph_dsr_c_label"].numpy()
     assert (c[24:56, 44:76] == 1).all()  # face inside the box
-    assert (c[112:, :] == 0).all() and (c[:, 112:] == 0).all()  # arm and the rest removed
-    assert (c[84:112, 64:112] == 2).all()  # upperclothes partly kept
+    assert (c[111:, :] == 0).all() and (c[:, 111:] == 0).all()  # arm and the rest removed
+    assert (c[84:111, 64:111] == 2).all()  # upperclothes partly kept, up to column / row 110
     kp[:, :, 2] = 0.1
     with pytest.raises(DatasetError, match="confidence"):
         ds[0]
@@ -248,22 +249,59 @@ def test_object_array_npz_and_scale_column(tmp_path):
 
 
 @pytest.mark.parametrize("rot", [0.0, 30.0])
-def test_mask_warp_nearest_keeps_every_pixel_a_palette_colour(tmp_path, rot):
-    from dsr.data import graphonomy as G
-
+def test_mask_warp_nearest_keeps_every_boundary_pixel(tmp_path, rot):
     cfg = _cfg(tmp_path)
     ds = _Fixed(cfg, "synthetic", is_train=True)
     ds.params = (0, np.ones(3), rot, 1.0)
-    bilinear = ds[0]["grph"].numpy().transpose(1, 2, 0)
+    head_b = int((ds[0]["grph_dsr_c_label"].numpy() == 1).sum())
     cfg.DSR.MASK_WARP_NEAREST = True
     ds2 = _Fixed(cfg, "synthetic", is_train=True)
     ds2.params = (0, np.ones(3), rot, 1.0)
-    it = ds2[0]
-    nearest = it["grph"].numpy().transpose(1, 2, 0)
-    _, known_b = G.decode_colour_mask(np.round(bilinear * 255).astype(np.uint8), return_known=True)
-    labels_n, known_n = G.decode_colour_mask(np.round(nearest * 255).astype(np.uint8), return_known=True)
-    assert known_n.all()  # nearest-neighbour: only palette colours (and black)
-    assert not known_b.all()  # bilinear (the original): blended colours along every label edge
+    head_n = int((ds2[0]["grph_dsr_c_label"].numpy() == 1).sum())
     # the 20 x 20 face box becomes 40 x 40 crop pixels (scale x2; a rotation keeps the area)
-    assert abs(int((labels_n == 13).sum()) - 1600) <= 80
-    assert int((it["grph_dsr_c_label"].numpy() == 1).sum()) == int((labels_n == 13).sum())
+    if rot == 0:
+        assert head_n == 40 * 40
+        # bilinear (the original): crop column u samples mask column u / 2, so the outer crop rows and
+        # columns blend face and black (0, 0, 127.5): not a palette colour, background; 39 x 39 remain
+        assert head_b == 39 * 39
+    else:
+        assert abs(head_n - 1600) <= 80 and head_b < head_n
+
+
+def test_mask_blend_truncated_to_background_as_the_original(tmp_path):
+    """The original warps the colour mask as float32 (the image's processing), then x / 255 * 255
+    -> uint8 truncates. At a hair (255, 0, 0) / background edge the x2 crop samples mask column
+    19.5: (127.5, 0, 0) -> (127, 0, 0), not a palette colour -> background. (A uint8 warp rounds it
+    to (128, 0, 0) = hat, which the DSR-C merge counts as head.)"""
+    cfg = _cfg(tmp_path)
+    root = cfg.PATHS.DATASET_FOLDERS["synthetic"]
+    m = np.zeros((112, 112, 3), np.uint8)
+    m[10:30, 20:40] = (255, 0, 0)  # hair
+    cv2.imwrite(os.path.join(root, "grph_sequences", "images", "im0.png"), m[:, :, ::-1])
+    it = _Fixed(cfg, "synthetic", is_train=True)[0]
+    c = it["grph_dsr_c_label"].numpy()
+    # mask rows 10..29, cols 20..39 -> exact samples at crop rows 20..58, cols 40..78
+    assert (c[20:59, 40:79] == 1).all() and int((c == 1).sum()) == 39 * 39
+    assert c[40, 39] == 0 and c[40, 79] == 0 and c[19, 60] == 0 and c[59, 60] == 0
+    # class weights count exact colours only: head 1521 px, background 224^2 - 1521 - 4 x 39 - 4
+    # blended pixels (the blends count for no class); m = 1521 -> head 1, background 1521 / count
+    bg = 224 * 224 - 1521 - 4 * 39 - 4
+    np.testing.assert_allclose(it["dsr_c_class_weight"].numpy(), [1521 / bg, 1, 0, 0, 0, 0, 0, 0], rtol=1e-6)
+
+
+def test_items_without_smpl_get_zero_pose_and_betas(tmp_path):
+    """The original: has_smpl = 0 -> pose = zeros(72), betas = zeros(10), then the augmentation's
+    rotation and flip applied to that pose."""
+    cfg = _cfg(tmp_path, extra={"has_smpl": np.array([1.0, 0.0, 1.0])})
+    data = np.load(tmp_path / "synthetic_train.npz")
+    ds = _Fixed(cfg, "synthetic", is_train=True, with_dsr_targets=False)
+    it = ds[1]
+    assert float(it["has_smpl"]) == 0
+    assert (it["pose"].numpy() == 0).all() and (it["betas"].numpy() == 0).all()
+    np.testing.assert_allclose(ds[0]["betas"].numpy(), data["shape"][0], rtol=1e-6)  # has_smpl = 1: stored
+    # rotation 30 degrees and a flip: root = Rz(-30 deg) as axis-angle (0, 0, -pi/6); the flip negates
+    # its y and z components -> (0, 0, pi/6); every other joint stays 0
+    ds.params = (1, np.ones(3), 30.0, 1.0)
+    pose = ds[1]["pose"].numpy()
+    np.testing.assert_allclose(pose[:3], [0, 0, np.pi / 6], atol=1e-6)
+    assert (pose[3:] == 0).all() and (ds[1]["betas"].numpy() == 0).all()

@@ -91,17 +91,43 @@ def test_distance_transform():
     np.testing.assert_allclose(d, np.sqrt((yy - 2) ** 2 + (xx - 3) ** 2), rtol=1e-6)
 
 
+def _norm(px, res=224):
+    """Crop pixel -> the item's float32 normalised keypoint, as j2d_processing stores it."""
+    return np.float32(2.0 * px / res - 1.0)
+
+
+def _kp(points, res=224):
+    """[(x px, y px, conf)] -> (N, 3) float32 normalised keypoints."""
+    return np.array([[_norm(x, res), _norm(y, res), c] for x, y, c in points], dtype=np.float32)
+
+
 def test_keypoint_box_by_hand():
-    kp = np.array([[50.0, 60.0, 1.0], [100.0, 120.0, 0.31], [5.0, 5.0, 0.3],  # conf 0.3 excluded
-                   [210.0, 100.0, 0.0]])
-    assert G.keypoint_box(kp, 224, 224) == (20, 30, 130, 150)
-    kp2 = np.array([[10.0, 200.0, 0.9]])  # clipped at 0 and at 223
-    assert G.keypoint_box(kp2, 224, 224) == (0, 170, 40, 223)
+    """The original's rule: p = 0.5 * 224 * (k + 1) in float32, conf > 0.3 (float32), x0 =
+    int(max(min p - 30, 0)), x1 = int(min(max p + 30, 224)), kept [x0, x1) (exclusive end)."""
+    # integer and half-integer pixels: 40.5 and 150.5 come back exact in float32; 41 comes back as
+    # 40.999996 (so the top edge is int(10.999996) = 10, not 11); 100 exact
+    assert np.float32(112) * (_norm(41.0) + np.float32(1)) == np.float32(40.999996)
+    kp = _kp([(40.5, 41.0, 1.0), (150.5, 100.0, 0.31), (5.0, 5.0, np.float32(0.3)),  # conf 0.3: excluded
+              (210.0, 100.0, 0.0)])
+    assert G.keypoint_box(kp, 224) == (10, 10, 180, 130)  # x: int(10.5), int(180.5); y: int(10.999996), 130
+    # clipping at 0 and at the crop side (224, the exclusive end); 36 -> 36.000004 -> int(6.000004) = 6;
+    # 64 -> 63.999996 -> int(93.999996) = 93 (float32 arithmetic for +30 would round to 94.0)
+    kp2 = _kp([(36.0, 10.0, 0.9), (64.0, 210.0, 0.9)])
+    assert G.keypoint_box(kp2, 224) == (6, 0, 93, 224)
     labels = np.ones((224, 224), np.int64)
-    out = G.remove_background(labels, kp, )
-    assert out[30:151, 20:131].all() and out.sum() == 121 * 111
+    out = G.remove_background(labels, kp)
+    assert out[10:130, 10:180].all() and out.sum() == 120 * 170
+    assert out[10:130, 179].all() and not out[:, 180].any() and not out[:, 9].any() and not out[130].any()
+    # every confident keypoint 45.5 px left of the crop: x1 = int(-15.5) = -15, and the original's
+    # img[:, -15:] = 0 zeroes only the last 15 columns (a negative index), so columns 0..208 stay
+    kp3 = _kp([(-45.5, 50.0, 1.0), (-45.5, 60.0, 1.0)])
+    assert G.keypoint_box(kp3, 224) == (0, 20, -15, 90)
+    out3 = G.remove_background(labels, kp3)
+    assert out3[20:90, :209].all() and out3.sum() == 70 * 209
     with pytest.raises(G.NoConfidentKeypointsError, match="confidence"):
-        G.keypoint_box(np.array([[1.0, 1.0, 0.3]]), 224, 224)
+        G.keypoint_box(_kp([(1.0, 1.0, np.float32(0.3))]), 224)
+    with pytest.raises(ValueError, match="square"):
+        G.remove_background(np.ones((10, 12)), kp)
 
 
 def test_swap_lr_labels():

@@ -77,6 +77,22 @@ def test_keypoint_lands_where_spin_formula_says():
     np.testing.assert_allclose(2 * px / res - 1, IU.j2d_processing(pts[1:2], center, scale, 25.0, 0)[0, :2], atol=1e-6)
 
 
+def test_keypoint_normalisation_in_the_npz_dtype():
+    """The original normalises 2 k / res - 1 in the keypoints' own dtype: float32 npz files give
+    float32 arithmetic, float64 files float64 rounded to float32 at the end. Centre (112, 112),
+    scale 1.12 (224 px box -> the identity map, up to rounding): keypoint x = p - 0.5 lands on crop
+    pixel int(p - 0.5) + 1 = p."""
+    p = np.arange(1.0, 224.0)
+    kp = np.stack([p - 0.5, p - 0.5, np.ones_like(p)], 1)
+    f32 = IU.j2d_processing(kp.astype(np.float32), (112, 112), 1.12, 0, 0)[:, 0]
+    f64 = IU.j2d_processing(kp, (112, 112), 1.12, 0, 0)[:, 0]
+    by_hand_32 = np.float32(2.0) * p.astype(np.float32) / np.float32(224) - np.float32(1.0)
+    by_hand_64 = (2.0 * p / 224 - 1.0).astype(np.float32)
+    np.testing.assert_array_equal(f32, by_hand_32)
+    np.testing.assert_array_equal(f64, by_hand_64)
+    assert (by_hand_32 != by_hand_64).sum() > 10  # one float32 ulp apart: enough to move a keypoint box edge
+
+
 @pytest.mark.parametrize("rot", [0.0, 30.0, -55.0])
 def test_crop_cv2_agrees_with_keypoint_transform(rot):
     """A bright dot in the image ends up where the (unquantised) SPIN transform puts it."""

@@ -158,6 +158,29 @@ def test_dsr_loss_nonfinite_sample_zeroed_and_counted():
     assert torch.isfinite(render.grad).all()
 
 
+@pytest.mark.parametrize("wm, wc", [(0.1, 0.2), (0.5, 0.0)])
+def test_dsr_loss_nonfinite_term_zeroes_both_terms_of_the_sample(wm, wc):
+    """The original (losses.py, sr_losses): if either DSR term of a sample is NaN/Inf, both are set
+    to 0. Sample 2's DSR-C is 0/0 (all class weights 0): its finite DSR-MC goes too, even when
+    DSR-C has weight 0 (the original computes both terms whatever the weights). Counted once."""
+    pred, batch, faces, prior = _batch()
+    render = torch.zeros(3, 9, 4, 4)
+    render[:, 0] = P4
+    loss = _loss(faces, prior, dsr_mc_loss_weight=wm, dsr_c_loss_weight=wc, mc_iou_mode="image")
+    loss.renderer = FixedRender(render.requires_grad_(True))
+    batch["dsr_c_class_weight"][2] = 0.0
+    total, d = loss(pred, batch, start_dsr=True)
+    mc = 1 - 1.5 / (3.75 + 1e-6)  # image IoU of P4 and M4; samples 1 (no MC label) and 2 (zeroed) count 0
+    assert abs(d["loss/loss_dsr_mc"].item() - wm * mc / 3) < 1e-6
+    assert abs(d["loss/loss_dsr_c"].item() - wc * math.log(8) / 3) < 1e-6
+    assert d["stats/dsr_nonfinite_samples"].item() == 1 and loss.nonfinite_count == 1
+    l_mc, l_c, n = loss.dsr_losses(pred, batch)  # unweighted per sample: both 0 for sample 2
+    assert n == 1 and l_mc[2] == 0 and l_c[2] == 0 and abs(l_mc[0].item() - mc) < 1e-6
+    total.backward()
+    assert torch.isfinite(render.grad).all() and (render.grad[1] == 0).all()  # render row 1 = sample 2
+    assert render.grad[0, 0].abs().sum() > 0
+
+
 def test_hmr_terms_by_hand():
     pred, batch, faces, prior = _batch(B=2)
     # 2D: GT joints (conf 1) at 0.5 on x for joint 30; OpenPose joint 3 off by 1 (weight 0)

@@ -132,6 +132,20 @@ def test_box_rules(tmp_path):
     assert scale == pytest.approx(80 / 200)
 
 
+def test_demo_without_box_uses_the_integer_centre(tmp_path):
+    """No box: the original's centre (W // 2, H // 2) = (320, 213) for a 640 x 427 image (213.5 would
+    round to 214 in the crop), scale 640 / 200. The crop maps image row y to crop row
+    (y - 213) x 224 / 640 + 112, so a one-pixel white line at row 213 lands exactly on crop row 112."""
+    img = np.zeros((427, 640, 3), np.uint8)
+    img[213] = 255
+    path = str(tmp_path / "wide.png")
+    cv2.imwrite(path, img)
+    _, crop, center, scale = demo.prepare(path)
+    assert center.tolist() == [320, 213] and scale == pytest.approx(3.2)
+    assert (crop[112] == 255).all()
+    assert (crop[111] == 0).all() and (crop[113] == 0).all()  # rows 210.1 and 215.9 of the image
+
+
 def test_demo_bad_inputs(checkpoint, tmp_path, capsys):
     d, ckpt, cfg_file, img_path = checkpoint
     broken = tmp_path / "broken.jpg"

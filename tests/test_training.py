@@ -114,13 +114,19 @@ def test_evaluation_every_val_ds(data_root, tmp_path, val_ds):
     assert hist[-1][1]["mpjpe"] == pytest.approx(res["mpjpe"])
     with open(os.path.join(cfg.LOG_DIR, f"evaluation_results_{val_ds}.pkl"), "rb") as f:
         dump = pickle.load(f)
-    assert dump["mpjpe"].shape == (4, 14)
-    # the file's per-joint errors (the first 14 joints, as the original) average to the logged
-    # metric where the protocol has 14 joints (independent reduction)
+    # the original's keys and units: per-joint errors of the first 14 joints and v2v in metres
+    assert {"imgname", "dataset_name", "mpjpe", "pampjpe", "v2v", "epoch", "pose", "shape", "cam_t"} <= set(dump)
+    assert dump["mpjpe"].shape == (4, 14) and dump["pampjpe"].shape == (4, 14) and dump["v2v"].shape == (4,)
+    # metres: the logged metric (mm) is 1000 x the mean where the protocol has 14 joints
     if val_ds != "mpi-inf-3dhp":
-        assert dump["mpjpe"].mean() == pytest.approx(res["mpjpe"], rel=1e-6)
-        assert dump["pampjpe"].mean() == pytest.approx(res["pa_mpjpe"], rel=1e-6)
-    assert dump["pose"].shape == (4, 24, 3, 3) and len(dump["imgname"]) == 4
+        assert 1000 * dump["mpjpe"].mean() == pytest.approx(res["mpjpe"], rel=1e-6)
+        assert 1000 * dump["pampjpe"].mean() == pytest.approx(res["pa_mpjpe"], rel=1e-6)
+    assert 1000 * dump["v2v"].mean() == pytest.approx(res["pve"], rel=1e-6, abs=1e-9)
+    assert isinstance(dump["imgname"], np.ndarray) and dump["imgname"].shape == (4,)
+    assert isinstance(dump["dataset_name"], np.ndarray) and set(dump["dataset_name"]) == {val_ds}
+    assert dump["pose"].shape == (4, 24, 3, 3) and dump["shape"].shape == (4, 10) and dump["cam_t"].shape == (4, 3)
+    if val_ds == "mpi-inf-3dhp":  # added keys: per-sample fractions
+        assert dump["pck"].shape == (4,) and 100 * dump["pck"].mean() == pytest.approx(res["pck"])
     assert os.path.isfile(os.path.join(os.path.dirname(cfg.LOG_DIR), "results.csv"))
 
 

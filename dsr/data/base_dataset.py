@@ -14,12 +14,13 @@ Item (one sample; tensors, collated batch first by the DataLoader):
   keypoints (49, 3) in [-1, 1] crop coords + conf, has_smpl, has_pose_3d (float32 0/1),
   scale (augmented), center (2,), orig_shape (2,) (H, W), is_flipped, rot_angle, gender
   (0 m / 1 f / -1 unknown), dataset_name, maskname, partname.
-  With DSR targets (training): grph (3, 224, 224) float32 cropped colour mask in [0, 1],
-  grph_dsr_mc_label (224, 224) float32, grph_dsr_c_label (224, 224) int64,
+  pose / betas are zeros (then rotated and flipped like a pose) where has_smpl is 0 (the original).
+  With DSR targets (training): grph_dsr_mc_label (224, 224) float32, grph_dsr_c_label (224, 224) int64,
   dsr_c_class_weight (8,) float32, valid_labels_dsr_mc (5,) float32, valid_labels_dsr_c (8,)
   ones, and grph_dsr_mc_dist_mat (224, 224) float32 only when DSR.DSR_MC_LOSS_TYPE == 'DistM'.
   (The original's (9, F, 3) per-item texture is not built: the renderer builds face features
-  from the prior and ``valid_labels_dsr_mc`` once per batch.)
+  from the prior and ``valid_labels_dsr_mc`` once per batch. Its ``grph``, the (3, 224, 224)
+  float crop of the colour mask, is not returned either: nothing reads it but a debug dump.)
 
 Randomness: augmentation draws from a per-process ``np.random.Generator`` seeded from
 ``torch.initial_seed()`` (different per DataLoader worker and per epoch), or from the ``rng``
@@ -218,7 +219,7 @@ class BaseDataset(Dataset):
             self.has_pose_3d = 0.0
         part = data["part"][rows] if "part" in data else np.zeros((m, 24, 3))
         openpose = data["openpose"][rows] if "openpose" in data else np.zeros((m, 25, 3))
-        self.keypoints = np.concatenate([openpose, part], axis=1).astype(np.float64)
+        self.keypoints = np.concatenate([openpose, part], axis=1)  # the npz's dtype: see j2d_processing
         if "gender" in data:
             g = [str(x) for x in data["gender"][rows]]
             bad = sorted({x for x in g if x not in ("m", "f")})
@@ -297,14 +298,18 @@ class BaseDataset(Dataset):
             pose_3d = j3d_processing(self.pose_3d[index], rot, flip)
         else:
             pose_3d = np.zeros((24, 4), dtype=np.float32)
-        pose = pose_processing(self.pose[index], rot, flip)
+        if self.has_smpl[index]:
+            pose, betas = self.pose[index], self.betas[index]
+        else:  # the original: no SMPL parameters -> zeros
+            pose, betas = np.zeros(72), np.zeros(10)
+        pose = pose_processing(pose, rot, flip)
 
         item = {
             "index": index,
             "sample_index": int(self.rows[index]),
             "img": torch.from_numpy(_normalize_img(img.astype(np.float32))),
             "pose": torch.from_numpy(pose),
-            "betas": torch.from_numpy(self.betas[index].astype(np.float32)),
+            "betas": torch.from_numpy(betas.astype(np.float32)),
             "imgname": path,
             "pose_3d": torch.from_numpy(pose_3d),
             "keypoints": torch.from_numpy(keypoints),
@@ -334,34 +339,33 @@ class BaseDataset(Dataset):
             if tuple(bgr.shape[:2]) != tuple(orig_shape):
                 raise DatasetError(f"dataset {self.dataset}: Graphonomy mask {mpath} has size {bgr.shape[:2]} "
                                    f"but its image has size {tuple(orig_shape)} (H, W)")
-            crop = crop_cv2(np.ascontiguousarray(bgr[:, :, ::-1]), center, scale, res, rot=rot,
-                            nearest=self.mask_warp_nearest)
+            # the original: the colour mask goes through the image's float32 processing (warp, flip,
+            # / 255), then back to uint8 by * 255 and truncation: a blended value 51.99 -> 51.
+            # (BGR -> RGB after the warp: the same pixels, without a copy of the whole mask)
+            crop = crop_cv2(bgr.astype(np.float32), center, scale, res, rot=rot,
+                            nearest=self.mask_warp_nearest)[:, :, ::-1]
             if flip:
                 crop = flip_img(crop)
+            crop = ((crop / 255.0) * 255).astype(np.uint8)
         else:  # counted at construction (the original used an all-zero mask)
             crop = np.zeros((res, res, 3), dtype=np.uint8)
         labels, known = G.decode_colour_mask(crop, return_known=True)
         if flip and self.swap_lr_masks:
             labels = G.swap_lr_labels(labels)
-            crop = np.where(known[..., None], G.encode_labels(labels), crop)
-        kp_px = keypoints.astype(np.float64).copy()
-        kp_px[:, :2] = (kp_px[:, :2] + 1.0) * (res / 2.0)
         try:
-            x0, y0, x1, y1 = G.keypoint_box(kp_px, res, res)
+            x0, y0, x1, y1 = G.keypoint_box(keypoints, res)
         except G.NoConfidentKeypointsError as e:
             raise DatasetError(f"dataset {self.dataset}, sample {index} ({imgname}, {self.npz_path}): {e}; "
                                "the DSR background removal needs at least one") from e
         inside = np.zeros((res, res), dtype=bool)
-        inside[y0:y1 + 1, x0:x1 + 1] = True
+        inside[y0:y1, x0:x1] = True
         labels = np.where(inside, labels, 0)
         known = known | ~inside
-        crop = np.where(inside[..., None], crop, 0).astype(np.uint8)
 
         mc_mask, mc_valid = G.dsr_mc_target(labels)
         merged = G.merge_dsr_c_labels(labels)
         weights = G.dsr_c_class_weights(merged, counted=known)
         out = {
-            "grph": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0),
             "grph_dsr_mc_label": torch.from_numpy(mc_mask),
             "grph_dsr_c_label": torch.from_numpy(merged.astype(np.int64)),
             "dsr_c_class_weight": torch.from_numpy(weights),

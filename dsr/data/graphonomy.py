@@ -7,7 +7,8 @@ All functions are pure numpy and work on one image:
 * ``swap_lr_labels(labels)``: leftArm<->rightArm, leftLeg<->rightLeg, leftShoe<->rightShoe
   (the optional fix ``DSR.FLIP_SWAP_LR_MASKS`` for flipped items, §3.9).
 * ``keypoint_box`` / ``remove_background``: zero the mask outside the box of the confident
-  keypoints (conf > 0.3) grown by 30 px, clipped to the image (§3.2 step 2).
+  keypoints (conf > 0.3) grown by 30 px, clipped to the crop, with the original's arithmetic
+  (§3.2 step 2).
 * ``dsr_mc_target(labels)``: binary minimal-clothing mask (H, W) float32 and the (5,) valid
   vector in the order leftShoe, rightShoe, leftArm, rightArm, face (§3.2 step 3).
 * ``mc_distance_transform(mask)``: (H, W) float32 distance (pixels) to the nearest MC pixel,
@@ -100,38 +101,51 @@ def swap_lr_labels(labels: np.ndarray) -> np.ndarray:
     return np.asarray(GRAPHONOMY_FLIP_PERM, dtype=np.int64)[labels]
 
 
-def keypoint_box(keypoints: np.ndarray, height: int, width: int,
-                 conf_thresh: float = BG_REMOVAL_CONF, margin: float = BG_REMOVAL_MARGIN):
-    """Box of the confident keypoints grown by ``margin`` pixels, clipped to the image.
+def keypoint_box(keypoints: np.ndarray, size: int, conf_thresh: float = BG_REMOVAL_CONF,
+                 margin: int = BG_REMOVAL_MARGIN):
+    """The original's keypoint box: the region of a ``size`` x ``size`` crop kept by background removal.
+
+    The original's arithmetic, step by step: crop pixels ``p = 0.5 * size * (k + 1)`` in float32
+    (it converts the item's float32 keypoints on a float32 tensor); keypoints with float32
+    confidence > 0.3; ``x0 = int(max(min p_x - margin, 0))``, ``x1 = int(min(max p_x + margin,
+    size))`` (the +-margin in float64, ``int`` truncates), rows likewise. The kept region is the
+    Python slice ``[y0:y1, x0:x1]`` (end exclusive; a negative end counts from the far side, as in
+    the original's ``img[ymax:] = 0``, reachable only when every confident keypoint lies at least
+    ``margin + 1`` pixels left of / above the crop). The original clips x by ``shape[0]`` and y by
+    ``shape[1]``: the same side here, DSR crops being square.
 
     Args:
-        keypoints: (N, 3) pixel x, y and confidence (the 49 augmented keypoints, in crop pixels).
+        keypoints: (N, 3) the item's keypoints, x and y normalised to [-1, 1] over the crop, and
+            confidence (the 49 augmented keypoints).
+        size: the crop side in pixels (DATASET.IMG_RES).
     Returns:
-        (x0, y0, x1, y1) ints: the kept pixels are columns x0..x1 and rows y0..y1 inclusive,
-        x0 = max(0, floor(min x - margin)), x1 = min(W - 1, floor(max x + margin)) (same for y).
+        (x0, y0, x1, y1) ints: keep ``labels[y0:y1, x0:x1]``.
     Raises:
         NoConfidentKeypointsError if no keypoint has conf > conf_thresh (the original crashed).
     """
-    keypoints = np.asarray(keypoints, dtype=np.float64)
-    sel = keypoints[keypoints[:, 2] > conf_thresh, :2]
+    kp = np.asarray(keypoints, dtype=np.float32)
+    sel = kp[kp[:, 2] > np.float32(conf_thresh), :2]
     if len(sel) == 0:
         raise NoConfidentKeypointsError(
-            f"background removal: no keypoint has confidence > {conf_thresh} (of {len(keypoints)})")
-    lo = np.floor(sel.min(axis=0) - margin)
-    hi = np.floor(sel.max(axis=0) + margin)
-    x0 = int(np.clip(lo[0], 0, width - 1))
-    y0 = int(np.clip(lo[1], 0, height - 1))
-    x1 = int(np.clip(hi[0], 0, width - 1))
-    y1 = int(np.clip(hi[1], 0, height - 1))
+            f"background removal: no keypoint has confidence > {conf_thresh} (of {len(kp)})")
+    px = np.float32(0.5 * size) * (sel + np.float32(1.0))  # float32, as the original's tensor
+    lo = px.min(axis=0).astype(np.float64) - margin
+    hi = px.max(axis=0).astype(np.float64) + margin
+    x0, y0 = int(max(lo[0], 0)), int(max(lo[1], 0))
+    x1, y1 = int(min(hi[0], size)), int(min(hi[1], size))
     return x0, y0, x1, y1
 
 
 def remove_background(labels: np.ndarray, keypoints: np.ndarray, **kwargs) -> np.ndarray:
-    """Copy of ``labels`` (H, W[, C]) with every pixel outside ``keypoint_box`` set to 0."""
+    """Copy of the square ``labels`` (S, S[, C]) with every pixel outside ``keypoint_box`` set to 0.
+
+    ``keypoints``: (N, 3) normalised to [-1, 1] over the crop, + confidence."""
     h, w = labels.shape[:2]
-    x0, y0, x1, y1 = keypoint_box(keypoints, h, w, **kwargs)
+    if h != w:
+        raise ValueError(f"remove_background: expected a square crop, got {h} x {w}")
+    x0, y0, x1, y1 = keypoint_box(keypoints, h, **kwargs)
     out = np.zeros_like(labels)
-    out[y0:y1 + 1, x0:x1 + 1] = labels[y0:y1 + 1, x0:x1 + 1]
+    out[y0:y1, x0:x1] = labels[y0:y1, x0:x1]
     return out
 
 

@@ -145,11 +145,18 @@ def j2d_processing(kp: np.ndarray, center, scale, rot, flip, res: int = 224) -> 
     """(N, 3) keypoints in original pixels -> (N, 3) float32 in [-1, 1] crop coordinates.
 
     SPIN: each point goes through ``transform(kp + 1, ...)`` (quantised), then ``2 k / res - 1``;
-    flipped items are permuted and x negated. The confidence column is unchanged.
+    flipped items are permuted and x negated. The confidence column is unchanged. The arithmetic
+    is the original's, in the keypoints' own dtype (float32 or float64, as stored in the npz):
+    ``kp + 1`` and ``2 k / res - 1`` in that dtype, ``(kp + 1) - 1`` and the affine map in float64
+    (numpy 1.x promotes a float32 scalar minus an int to float64); only the cast to float32 is last.
+    Other dtypes are converted to float64 first.
     """
-    kp = np.array(kp, dtype=np.float64, copy=True)
+    kp = np.array(kp, copy=True)
+    if kp.dtype not in (np.float32, np.float64):
+        kp = kp.astype(np.float64)
     t = get_transform(center, scale, (res, res), rot=rot)
-    homo = np.concatenate([kp[:, :2], np.ones((len(kp), 1))], axis=1)  # (pt + 1) - 1
+    pt = (kp[:, :2] + 1).astype(np.float64) - 1.0
+    homo = np.concatenate([pt, np.ones((len(kp), 1))], axis=1)
     kp[:, :2] = (homo @ t.T)[:, :2].astype(np.int64) + 1
     kp[:, :-1] = 2.0 * kp[:, :-1] / res - 1.0
     if flip:

@@ -9,9 +9,11 @@ loss term).
 
 DSR terms (§3.8): computed only when ``start_dsr`` is True and at least one DSR weight is > 0
 (otherwise nothing is rendered and both are 0). Samples without any valid MC label count as 0
-(and are not rendered); each term is the mean over the whole batch. A sample whose DSR loss is
-NaN/Inf is set to 0 (it contributes no gradient) and counted: ``self.nonfinite_count``
-accumulates over calls and a loguru warning is emitted.
+(and are not rendered); each term is the mean over the whole batch. A sample whose DSR-MC or
+DSR-C loss is NaN/Inf gets 0 in *both* terms (the original's rule; it contributes no gradient) and
+is counted once: ``self.nonfinite_count`` accumulates over calls and a loguru warning is emitted.
+Both terms are computed whenever one weight is > 0 (a zero-weighted one without gradient), as the
+original did, so a NaN in the unused term also zeroes the used one.
 
 Rendering: the predicted vertices ``smpl_vertices`` (B, V, 3) at ``pred_cam_t`` (B, 3), 9 feature
 channels per face from the semantic prior (``semantic_prior_features``: [MC, C0..C7]), one
@@ -44,20 +46,33 @@ LOSS_NAMES = ("loss/loss_keypoints", "loss/loss_keypoints_3d", "loss/loss_regr_p
 MC_LOSS_TYPES = ("nIOU", "DistM")
 
 
-def _finite_per_sample(fn, *args):
-    """fn(*args) -> (B,); samples with a NaN/Inf value are recomputed out of the graph as 0.
+def _zero_nonfinite_samples(terms):
+    """terms: [(fn, args, grad)], fn(*args) -> (B,) per-sample loss, args batch first.
 
-    Returns (values (B,), number of non-finite samples)."""
-    out = fn(*args)
-    finite = torch.isfinite(out)
+    The original's rule (§3.8): a sample whose value is NaN/Inf in *any* term gets 0 in *every*
+    term. Terms with ``grad`` False are computed under no_grad (a zero-weighted term: the original
+    computes it all the same, and its NaN zeroes the other term). Bad samples are recomputed out
+    of the graph, so no NaN reaches the backward pass.
+
+    Returns ([values (B,) per term], number of samples zeroed)."""
+    def run(rows=None):
+        outs = []
+        for fn, args, grad in terms:
+            a = args if rows is None else tuple(x[rows] for x in args)
+            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                outs.append(fn(*a))
+        return outs
+
+    outs = run()
+    finite = torch.stack([torch.isfinite(o) for o in outs]).all(0)
     n_bad = int((~finite).sum())
     if n_bad == 0:
-        return out, 0
+        return outs, 0
     good = finite.nonzero().squeeze(1)
-    vals = torch.zeros_like(out.detach())
-    if good.numel():  # recompute on the good samples only: no NaN reaches the backward pass
-        vals = vals.index_put((good,), fn(*(a[good] for a in args)))
-    return vals, n_bad
+    zeroed = [torch.zeros_like(o.detach()) for o in outs]
+    if good.numel():
+        zeroed = [z.index_put((good,), v) for z, v in zip(zeroed, run(good))]
+    return zeroed, n_bad
 
 
 class DSRLoss(nn.Module):
@@ -144,7 +159,8 @@ class DSRLoss(nn.Module):
         return cls(faces, semantic_prior, **kw)
 
     def dsr_losses(self, pred: dict, batch: dict):
-        """(L_MC (B,), L_C (B,), n_nonfinite): per-sample DSR losses, 0 for samples without MC labels.
+        """(L_MC (B,), L_C (B,), n_nonfinite): per-sample unweighted DSR losses, 0 for samples without
+        MC labels and for the n_nonfinite samples where either is NaN/Inf.
 
         Rendered and reduced in float32 whatever the autocast (16-mixed / bf16-mixed) context."""
         verts, cam_t = pred["smpl_vertices"], pred["pred_cam_t"]
@@ -161,24 +177,17 @@ class DSRLoss(nn.Module):
             return l_mc, l_c, 0
         feats = semantic_prior_features(self.semantic_prior, mc_valid[sel], None).to(verts.dtype)
         render, _ = self.renderer(verts[sel], cam_t[sel], feats)  # (n, 9, H, W)
-        n_bad = 0
-        if self.dsr_mc_loss_weight > 0:
-            if self.dsr_mc_loss_type == "nIOU":
-                mode = self.mc_iou_mode
-                vals, bad = _finite_per_sample(lambda r, t: dsr_mc_loss(r, t, mode), render[:, 0],
-                                               batch["grph_dsr_mc_label"][sel])
-            else:
-                if "grph_dsr_mc_dist_mat" not in batch:
-                    raise KeyError("DSR_MC_LOSS_TYPE 'DistM' needs batch['grph_dsr_mc_dist_mat'] (B, H, W)")
-                vals, bad = _finite_per_sample(dsr_mc_dist_loss, render[:, 0], batch["grph_dsr_mc_dist_mat"][sel])
-            l_mc = l_mc.index_put((sel,), vals)
-            n_bad += bad
-        if self.dsr_c_loss_weight > 0:
-            vals, bad = _finite_per_sample(dsr_c_loss, render[:, 1:9], batch["grph_dsr_c_label"][sel],
-                                           batch["dsr_c_class_weight"][sel])
-            l_c = l_c.index_put((sel,), vals)
-            n_bad += bad
-        return l_mc, l_c, n_bad
+        if self.dsr_mc_loss_type == "nIOU":
+            mode = self.mc_iou_mode
+            mc_term = (lambda r, t: dsr_mc_loss(r, t, mode), (render[:, 0], batch["grph_dsr_mc_label"][sel]))
+        else:
+            if "grph_dsr_mc_dist_mat" not in batch:
+                raise KeyError("DSR_MC_LOSS_TYPE 'DistM' needs batch['grph_dsr_mc_dist_mat'] (B, H, W)")
+            mc_term = (dsr_mc_dist_loss, (render[:, 0], batch["grph_dsr_mc_dist_mat"][sel]))
+        c_term = (dsr_c_loss, (render[:, 1:9], batch["grph_dsr_c_label"][sel], batch["dsr_c_class_weight"][sel]))
+        (vals_mc, vals_c), n_bad = _zero_nonfinite_samples(
+            [mc_term + (self.dsr_mc_loss_weight > 0,), c_term + (self.dsr_c_loss_weight > 0,)])
+        return l_mc.index_put((sel,), vals_mc), l_c.index_put((sel,), vals_c), n_bad
 
     def forward(self, pred: dict, batch: dict, start_dsr: bool = True):
         """-> (total loss (scalar), dict of weighted terms; see module docstring)."""
@@ -203,7 +212,7 @@ class DSRLoss(nn.Module):
             l_mc, l_c = mc_vec.mean(), c_vec.mean()
             if n_bad:
                 self.nonfinite_count += n_bad
-                logger.warning(f"DSRLoss: {n_bad} non-finite DSR sample loss(es) set to 0 "
+                logger.warning(f"DSRLoss: {n_bad} sample(s) with a non-finite DSR loss, both terms set to 0 "
                                f"({self.nonfinite_count} so far)")
         terms = {
             "loss/loss_keypoints": self.keypoint_loss_weight * l_kp,
