@@ -13,7 +13,8 @@
 #                                     ./dsr_data/, every folder's entries into ./dsr_data/<folder>/
 #                                     (existing entries there are kept), then the
 #                                     release configs are checked with scripts/check_data.py.
-# Environment: N_TRAIN (2000), N_TEST (500), SEED (0), FORCE=1 regenerates the synthetic data,
+# Environment: N_TRAIN (2000), N_TEST (500), SEED (0), WORKERS (2: rendering processes),
+# FORCE=1 regenerates the synthetic data,
 # PYTHON (default .venv/bin/python if present, else python).
 # Nothing is downloaded.
 set -euo pipefail
@@ -25,6 +26,7 @@ fi
 N_TRAIN="${N_TRAIN:-2000}"
 N_TEST="${N_TEST:-500}"
 SEED="${SEED:-0}"
+WORKERS="${WORKERS:-2}"
 
 if [ $# -eq 0 ]; then
   if [ ! -f dsr/assets/free_body/smpl/SMPL_NEUTRAL.npz ] || [ ! -f dsr/assets/free_body/face_parts.npy ]; then
@@ -38,7 +40,7 @@ if [ $# -eq 0 ]; then
     echo "prepare_data: rendering the synthetic dataset ($N_TRAIN train + $N_TEST test, seed $SEED)"
     rm -rf dsr_data/dataset_folders/synthetic
     "$PY" scripts/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
-      --npz-dir dsr_data/dataset_extras --n-train "$N_TRAIN" --n-test "$N_TEST" --seed "$SEED"
+      --npz-dir dsr_data/dataset_extras --n-train "$N_TRAIN" --n-test "$N_TEST" --seed "$SEED" --workers "$WORKERS"
   else
     echo "prepare_data: synthetic dataset already present (FORCE=1 regenerates it)"
   fi

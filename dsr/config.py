@@ -138,6 +138,7 @@ _C.TRAINING.RESUME = None  # Lightning checkpoint to resume (epoch, step, optimi
 _C.TRAINING.PRETRAINED = None  # model weights to start from (SPIN/DSR/Lightning/raw formats)
 _C.TRAINING.PRETRAINED_LIT = None  # unused
 _C.TRAINING.MAX_EPOCHS = 100  # number of epochs
+_C.TRAINING.MAX_STEPS = -1  # added: stop after this many optimizer steps (-1: MAX_EPOCHS decides)
 _C.TRAINING.LOG_SAVE_INTERVAL = 40  # log scalars every N steps
 _C.TRAINING.LOG_FREQ_TB_IMAGES = 500  # image grid every N training steps
 _C.TRAINING.CHECK_VAL_EVERY_N_EPOCH = 1  # validation interval in epochs

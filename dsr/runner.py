@@ -9,6 +9,7 @@ Departures from the original, documented in the README:
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 
 import pytorch_lightning as pl
@@ -17,7 +18,7 @@ from loguru import logger
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-__all__ = ["LastCheckpoint", "build_trainer", "check_resume_checkpoint", "run"]
+__all__ = ["LastCheckpoint", "Throughput", "build_trainer", "check_resume_checkpoint", "run"]
 
 
 class LastCheckpoint(Callback):
@@ -58,6 +59,83 @@ class LastCheckpoint(Callback):
             self.save(trainer)
 
 
+class Throughput(Callback):
+    """Log images / s of training and of testing, one loguru line each when they end.
+
+    train: the images of the steps after the first ``warmup`` (start-up, cuDNN autotuning, the first
+    batches of the workers) over the wall time from the end of step ``warmup`` to the end of
+    training, so data waits, epoch ends and checkpoints count (a run with at most ``warmup`` steps
+    counts every step from the end of the first). test: every image over the wall time from the
+    first batch's start to the end of testing (the DataLoader's start-up excluded).
+    ``clock`` (seconds) and ``sync`` (waits for queued device work; CUDA: torch.cuda.synchronize)
+    are arguments so that a test can drive them. ``self.results`` keeps the figures."""
+
+    def __init__(self, warmup: int = 10, clock=time.perf_counter, sync=None):
+        self.warmup = int(warmup)
+        self.clock = clock
+        self.sync = sync
+        self.results = {}
+
+    def _now(self, pl_module) -> float:
+        if self.sync is not None:
+            self.sync()
+        elif pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return self.clock()
+
+    @staticmethod
+    def _images(batch) -> int:
+        img = batch["img"] if isinstance(batch, dict) else batch[0]
+        return int(img.shape[0])
+
+    def on_train_start(self, trainer, pl_module):
+        self._steps, self._t_first, self._t_warm, self._n_first, self._n_warm = 0, None, None, 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._steps += 1
+        n = self._images(batch)
+        if self._steps == 1:
+            self._t_first = self._now(pl_module)
+        else:
+            self._n_first += n
+        if self._steps == self.warmup:
+            self._t_warm = self._now(pl_module)
+        elif self._steps > self.warmup:
+            self._n_warm += n
+
+    def on_train_end(self, trainer, pl_module):
+        if self._steps < 2:
+            return
+        t = self._now(pl_module)
+        if self._steps > self.warmup and self._t_warm is not None:
+            steps, n, dt, skipped = self._steps - self.warmup, self._n_warm, t - self._t_warm, self.warmup
+        else:
+            steps, n, dt, skipped = self._steps - 1, self._n_first, t - self._t_first, 1
+        rate = n / dt if dt > 0 else float("nan")
+        self.results["train"] = dict(steps=steps, images=n, seconds=dt, images_per_s=rate, warmup_steps=skipped)
+        logger.info(f"throughput: train {n} images in {steps} steps, {dt:.2f} s: {rate:.1f} images/s "
+                    f"(after {skipped} warm-up steps; data waits, epoch ends and checkpoints included)")
+
+    def on_test_start(self, trainer, pl_module):
+        self._test_t0, self._test_n = None, 0
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self._test_t0 is None:
+            self._test_t0 = self._now(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._test_n += self._images(batch)
+
+    def on_test_end(self, trainer, pl_module):
+        if self._test_t0 is None or self._test_n == 0:
+            return
+        dt = self._now(pl_module) - self._test_t0
+        rate = self._test_n / dt if dt > 0 else float("nan")
+        self.results["test"] = dict(images=self._test_n, seconds=dt, images_per_s=rate)
+        logger.info(f"throughput: test {self._test_n} images, {dt:.2f} s: {rate:.1f} images/s "
+                    "(from the first batch's start to the end)")
+
+
 def _devices(value):
     if isinstance(value, str) and value.isdigit():
         return int(value)
@@ -77,6 +155,7 @@ def build_trainer(cfg, logdir: str | None = None, extra_callbacks=None) -> pl.Tr
         # last.ckpt at every epoch end (and every N steps): a killed run loses at most that much
         LastCheckpoint(ckpt_dir, every_n_steps=every_n),
         TQDMProgressBar(refresh_rate=1),
+        Throughput(),
     ]
     tb_logger = False
     if cfg.PL_LOGGING:
@@ -93,6 +172,7 @@ def build_trainer(cfg, logdir: str | None = None, extra_callbacks=None) -> pl.Tr
         strategy=strategy,
         precision=T.PRECISION,
         max_epochs=cfg.TRAINING.MAX_EPOCHS,
+        max_steps=cfg.TRAINING.MAX_STEPS,
         check_val_every_n_epoch=cfg.TRAINING.CHECK_VAL_EVERY_N_EPOCH,
         reload_dataloaders_every_n_epochs=1 if cfg.TRAINING.RELOAD_DATALOADERS_EVERY_EPOCH else 0,
         log_every_n_steps=max(1, cfg.TRAINING.LOG_SAVE_INTERVAL),

@@ -3,6 +3,7 @@
 
     python scripts/bench.py [--cfg configs/quickstart_train.cfg] [--device cpu|cuda] [--batch-size B]
                             [--backbone resnet50] [--img-res 224] [--steps N] [--out docs/benchmarks.md]
+                            [--precision 32|16-mixed|bf16-mixed] [--json FILE] [--opts KEY VALUE ...]
 
 Settings: without --backbone / --img-res / --batch-size both of these are measured (each in its own
 subprocess, so that peak memories do not mix):
@@ -10,7 +11,11 @@ subprocess, so that peak memories do not mix):
   release     the original's resnet50, 224 px, B = 32, --release-steps steps (fewer: slow on CPU)
 With any of the three options one custom setting (the config with those overrides) is measured.
 The focal length follows the crop: 5000 * IMG_RES / 224 (the quickstart config's own rule), so the
-camera depth of a person stays the original's.
+camera depth of a person stays the original's. --opts overrides config keys as train.py's does
+(e.g. DATASET.NUM_WORKERS 8). --precision (default: the config's TRAINER.PRECISION) runs the
+forward passes under autocast as Lightning does: float16 for '16-mixed' on CUDA, with a GradScaler
+in the whole step (bfloat16 on CPU, where Lightning also replaces '16-mixed' by 'bf16-mixed'); the
+DSR render and its losses stay float32 (DSRLoss.dsr_losses). --json writes the raw results.
 
 Training step (one batch of the training DataLoader, DSR targets on, start_dsr=True), each
 component on detached inputs so that its forward + backward is timed alone:
@@ -43,6 +48,7 @@ The markdown tables are printed and written to --out between the markers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import datetime
 import gc
@@ -140,7 +146,9 @@ def eval_table(res: dict) -> str:
 
 def setting_section(name: str, res: dict) -> str:
     head = (f"### {name}: {res['backbone']}, {res['img_res']} px, batch {res['batch_size']}, "
-            f"{res['steps']} timed steps (median), render backend `{res['render_backend']}`\n")
+            f"{res['steps']} timed steps (median), render backend `{res['render_backend']}`"
+            + (f", precision {res['precision']}" if res.get("precision", "32") not in ("32", "32-true") else "")
+            + "\n")
     notes = "".join(f"- {n}\n" for n in res.get("notes", []))
     return f"{head}\n{train_table(res)}\n\n{eval_table(res)}\n\n{notes}"
 
@@ -291,19 +299,25 @@ def _to(batch, device):
 
 def _loader_rate(loader, n, device):
     """(per-batch period in s at steady state, start-up s, first batch on the device, memory MB,
-    workers' private MB): back-to-back batches, the first num_workers * prefetch_factor + 1 not timed."""
+    workers' private MB): back-to-back batches, the first num_workers * prefetch_factor + 1 not timed.
+
+    A loader with fewer than skip + n + 1 batches times as many as it has after the skipped ones
+    (at least one); with none left the periods are None (the data row is then not measured)."""
     import torch
 
     cuda = device.type == "cuda"
     # skip the batches the workers may have ready before the first arrives (prefetch), time the rest
     skip = loader.num_workers * (loader.prefetch_factor or 0) + 1
-    if len(loader) < skip + n + 1:
-        raise ValueError(f"the dataset gives {len(loader)} batches; the benchmark needs {skip + n + 1} "
-                         f"(lower --steps or --batch-size)")
+    if len(loader) < 1:
+        raise ValueError("the dataset gives no full batch (lower --batch-size)")
+    n = min(n, len(loader) - skip - 1)
     t0 = time.perf_counter()
     it = iter(loader)
     first = _to(next(it), device)
     startup = time.perf_counter() - t0
+    if n < 1:
+        del it
+        return None, startup, first, float("nan"), []
     for _ in range(skip - 1):
         _to(next(it), device)
     if cuda:
@@ -337,7 +351,7 @@ def _loader_rate(loader, n, device):
 def measure(args, setting: dict) -> dict:
     import torch
 
-    from dsr.config import load_config
+    from dsr.config import load_config, merge_opts
     from dsr.data.loader import build_train_dataset, build_val_dataset, train_dataloader, val_dataloader
     from dsr.evaluation import metrics
     from dsr.evaluation.protocols import MESH_GT_DATASETS, centre_and_select, gt_from_s
@@ -347,7 +361,7 @@ def measure(args, setting: dict) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    cfg = load_config(args.cfg)
+    cfg = merge_opts(load_config(args.cfg), args.opts)
     cfg.defrost()
     if cfg.METHOD != "dsr":
         raise SystemExit(f"{args.cfg}: METHOD is {cfg.METHOD!r}; the benchmark needs 'dsr' (the DSR terms)")
@@ -358,11 +372,23 @@ def measure(args, setting: dict) -> dict:
         cfg.DATASET.IMG_RES = int(setting["img_res"])
     if setting.get("batch_size"):
         cfg.DATASET.BATCH_SIZE = int(setting["batch_size"])
+    if args.precision:
+        cfg.TRAINER.PRECISION = args.precision
     cfg.TRAINING.PRETRAINED = None
     cfg.freeze()
     n = int(setting["steps"])
     B = int(cfg.DATASET.BATCH_SIZE)
     notes = []
+    precision = str(cfg.TRAINER.PRECISION)
+    amp_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+    if amp_dtype is torch.float16 and device.type != "cuda":
+        amp_dtype = torch.bfloat16
+        notes.append("precision 16-mixed on CPU runs as bf16-mixed (as Lightning does)")
+
+    def amp():
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
 
     module = DSRModule(cfg).to(device)
     model, loss_fn = module.model, module.loss_fn
@@ -370,12 +396,17 @@ def measure(args, setting: dict) -> dict:
         raise SystemExit(f"{args.cfg}: both DSR loss weights are 0: nothing to render")
     res = dict(backbone=cfg.DSR.BACKBONE, img_res=int(cfg.DATASET.IMG_RES), batch_size=B, steps=n,
                num_workers=int(cfg.DATASET.NUM_WORKERS), render_backend=resolve_backend(loss_fn.renderer.backend, device),
-               train_times={}, train_mem={}, eval_times={}, eval_mem={}, notes=notes)
+               precision=precision, train_times={}, train_mem={}, eval_times={}, eval_mem={}, notes=notes)
     tt, tm = res["train_times"], res["train_mem"]
 
     # ---- training: data
     loader = train_dataloader(cfg, build_train_dataset(cfg))
-    tt["data"], startup, batch, tm["data"], wmem = _loader_rate(loader, n, device)
+    periods, startup, batch, tm["data"], wmem = _loader_rate(loader, n, device)
+    if periods:
+        tt["data"] = periods
+    else:
+        notes.append(f"training data loading not timed: {len(loader)} batches are too few for "
+                     f"{loader.num_workers} workers")
     del loader
     notes.append(f"training DataLoader: start-up (workers + first batch) {startup:.2f} s"
                  + (f"; workers' private memory {', '.join(f'{m:.0f}' for m in wmem)} MB" if wmem else ""))
@@ -392,20 +423,26 @@ def measure(args, setting: dict) -> dict:
         head_ref = model.head(model.backbone(img))
         pred_ref = model.decode(dict(head_ref))
         batch["gt_vertices"] = module._gt_mesh(batch["pose"], batch["betas"]).vertices
+    if not bool((batch["valid_labels_dsr_mc"].sum(1) > 0).any()):
+        raise SystemExit(f"no sample of the first training batch has a valid DSR-MC label (batch {B}, "
+                         f"{cfg.DATASET.IMG_RES} px: the masks' minimum pixel counts are not met): nothing would be "
+                         "rendered; use a larger batch or crop")
     head_keys = ("pred_pose", "pred_shape", "pred_cam")
     head_grads = [torch.randn_like(head_ref[k]) * 1e-3 for k in head_keys]
     out_keys = ("smpl_vertices", "smpl_joints3d", "smpl_joints2d", "pred_cam_t")
     out_grads = [torch.randn_like(pred_ref[k]) * 1e-3 for k in out_keys]
 
     def backbone_step():
-        out = model.head(model.backbone(img))
+        with amp():
+            out = model.head(model.backbone(img))
         torch.autograd.backward([out[k] for k in head_keys], head_grads)
 
     def smpl_step():
         inp = {k: head_ref[k].detach().clone().requires_grad_(True) for k in head_keys}
-        out = model.decode(inp)
-        with torch.no_grad():
-            module._gt_mesh(batch["pose"], batch["betas"])
+        with amp():
+            out = model.decode(inp)
+            with torch.no_grad():
+                module._gt_mesh(batch["pose"], batch["betas"])
         torch.autograd.backward([out[k] for k in out_keys], out_grads)
 
     def leaf_pred():
@@ -413,20 +450,28 @@ def measure(args, setting: dict) -> dict:
 
     def render_step():
         pred = leaf_pred()
-        l_mc, l_c, _ = loss_fn.dsr_losses(pred, batch)
+        with amp():
+            l_mc, l_c, _ = loss_fn.dsr_losses(pred, batch)
         (loss_fn.dsr_mc_loss_weight * l_mc.mean() + loss_fn.dsr_c_loss_weight * l_c.mean()).backward()
 
     def losses_step():
-        loss, _ = loss_fn(leaf_pred(), batch, start_dsr=False)
+        with amp():
+            loss, _ = loss_fn(leaf_pred(), batch, start_dsr=False)
         loss.backward()
 
     def full_step():
-        pred = model(img)
-        with torch.no_grad():
-            batch["gt_vertices"] = module._gt_mesh(batch["pose"], batch["betas"]).vertices
-        loss, _ = loss_fn(pred, batch, start_dsr=True)
-        loss.backward()
-        opt.step()
+        with amp():
+            pred = model(img)
+            with torch.no_grad():
+                batch["gt_vertices"] = module._gt_mesh(batch["pose"], batch["betas"]).vertices
+            loss, _ = loss_fn(pred, batch, start_dsr=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         opt.zero_grad(set_to_none=True)
 
     fake = [torch.randn_like(p) * 1e-3 for p in params]
@@ -461,7 +506,12 @@ def measure(args, setting: dict) -> dict:
     et, em = res["eval_times"], res["eval_mem"]
     ds = cfg.DATASET.VAL_DS
     loader = val_dataloader(cfg, build_val_dataset(cfg))
-    et["data"], _, vb, em["data"], _ = _loader_rate(loader, n, device)
+    periods, _, vb, em["data"], _ = _loader_rate(loader, n, device)
+    if periods:
+        et["data"] = periods
+    else:
+        notes.append(f"evaluation data loading not timed: {len(loader)} batches are too few for "
+                     f"{loader.num_workers} workers")
     del loader
     model.eval()
     body = model.body
@@ -477,11 +527,11 @@ def measure(args, setting: dict) -> dict:
             gv, gj = None, gt_from_s(vb["pose_3d"].to(pj.dtype), ds)
 
     def eval_forward():
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             model.head(model.backbone(vimg))
 
     def eval_body():
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             v = model.decode(dict(head_out))["smpl_vertices"]
             centre_and_select(body.regress_h36m_joints(v), ds)
             if gv is not None:
@@ -525,6 +575,10 @@ def main(argv=None):
                          "CPU shared with other jobs, spinning OpenMP threads made a ResNet step ~12x slower "
                          "with 2 threads here")
     ap.add_argument("--out", default=os.path.join("docs", "benchmarks.md"), help="markdown file, relative to the repository root ('' = print only)")
+    ap.add_argument("--precision", default=None, choices=("32", "16-mixed", "bf16-mixed"),
+                    help="autocast of the measured forward passes (default: the config's TRAINER.PRECISION)")
+    ap.add_argument("--json", default=None, help="also write the raw results ({setting: result}) to this file")
+    ap.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="override config keys")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.steps < 1:
@@ -549,7 +603,12 @@ def main(argv=None):
         settings = {"quickstart": dict(SETTINGS["quickstart"], steps=args.steps),
                     "release": dict(SETTINGS["release"], steps=rel)}
     passthrough = ["--cfg", args.cfg, "--device", args.device, "--threads", str(args.threads)]
+    if args.precision:
+        passthrough += ["--precision", args.precision]
+    if args.opts:
+        passthrough += ["--opts", *args.opts]
     sections = []
+    results = {}
     t_start = time.time()
     for name, setting in settings.items():
         cmd = [sys.executable, os.path.abspath(__file__), *passthrough, "--child", json.dumps(setting)]
@@ -562,6 +621,7 @@ def main(argv=None):
             print(f"setting {name} failed (exit code {proc.returncode})", file=sys.stderr)
             return 1
         res = json.loads(line[-1][len("RESULT "):])
+        results[name] = res
         sec = setting_section(name, res)
         print("\n" + sec, flush=True)
         sections.append(sec)
@@ -576,6 +636,11 @@ def main(argv=None):
                 "alongside the compute (and, on a CPU machine, share its cores); the data rows are the mean "
                 "period of back-to-back batches (hence no min-max spread)\n\n")
     section = header + "\n".join(sections)
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(dict(device=args.device, command=command, machine=machine_description(
+                args.device, args.threads, args.omp_wait_policy), settings=results), f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
     if args.out:
         path = os.path.join(REPO, args.out) if not os.path.isabs(args.out) else args.out
         os.makedirs(os.path.dirname(path), exist_ok=True)

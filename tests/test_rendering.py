@@ -260,8 +260,11 @@ def test_backends_agree_on_body(device):
     """PyTorch3D with K >= the most faces any pixel has, against the exact window backend, on the
     body at a typical DSR camera (slow on CPU: PyTorch3D's naive kernel). PyTorch3D skips faces
     whose projected area is below 1e-8 NDC^2 (edge-on faces), SoftRas (and the window backend)
-    does not: pixels those faces reach are compared loosely."""
+    does not: pixels those faces reach are compared loosely. PyTorch3D's CUDA kernels keep at most
+    150 faces per pixel: on CUDA K is capped there and the pixels with more pairs (27 of 6238 at
+    this camera) are compared loosely too."""
     from dsr.rendering import soft_pairs
+    from dsr.rendering.pytorch3d_backend import CUDA_MAX_FACES_PER_PIXEL
 
     v, f, _ = body_mesh()
     verts = v[None].to(device)
@@ -269,21 +272,36 @@ def test_backends_agree_on_body(device):
     cam_t = torch.tensor([[0.02, -0.05, 2 * 5000.0 / (224 * 0.9)]], device=device)
     feats = semantic_prior_features(torch.softmax(torch.randn(f.shape[0], 20), 1), torch.ones(1, 5)).to(device)
     pairs = soft_pairs(verts, cam_t, f, 224, backend="window")
-    k = int(torch.bincount(pairs.pix).max()) + 8
+    counts = torch.bincount(pairs.pix, minlength=224 * 224)
+    k = int(counts.max()) + 8
+    if device == "cuda":
+        k = min(k, CUDA_MAX_FACES_PER_PIXEL)
     u, v_, _ = _project(verts.double(), cam_t.double(), 5000.0, 224, 224)
     X, Y = u[0][f], v_[0][f]
     area = ((X[:, 1] - X[:, 0]) * (Y[:, 2] - Y[:, 0]) - (X[:, 2] - X[:, 0]) * (Y[:, 1] - Y[:, 0])) / 2 * (2 / 224) ** 2
     edge_on = area.abs() < 1e-8
     loose = torch.zeros(224 * 224, dtype=torch.bool, device=device)
     loose[pairs.pix[edge_on[pairs.fid]]] = True
-    loose = loose.view(224, 224)
-    assert loose.sum() < 0.01 * (pairs.pix.unique().numel())
+    covered = pairs.pix.unique().numel()
+    assert loose.sum() < 0.01 * covered and (counts > k).sum() < 0.01 * covered
+    loose = (loose | (counts > k)).view(224, 224)
     outs = [SemanticRenderer(f, backend=b, faces_per_pixel=k).to(device)(verts, cam_t, feats)
             for b in ("window", "pytorch3d")]
     df = (outs[0][0] - outs[1][0]).abs()[0]
     da = (outs[0][1] - outs[1][1]).abs()[0]
     assert df[:, ~loose].max() < 1e-4 and da[~loose].max() < 1e-4
     assert df[:, loose].max() < 0.1
+
+
+@pytest.mark.cuda
+def test_pytorch3d_k_over_cuda_limit_is_a_clear_error():
+    from dsr.rendering.pytorch3d_backend import CUDA_MAX_FACES_PER_PIXEL
+
+    verts, cam_t, faces, feats, _ = (t.to("cuda") for t in _tiny(torch.float32))
+    r = SemanticRenderer(faces, image_size=12, focal_length=12.0, backend="pytorch3d",
+                         faces_per_pixel=CUDA_MAX_FACES_PER_PIXEL + 1).to("cuda")
+    with pytest.raises(ValueError, match="DSR.FACES_PER_PIXEL"):
+        r(verts, cam_t, feats)
 
 
 def test_semantic_prior_features_by_hand():

@@ -248,3 +248,52 @@ def test_bf16_mixed_precision_fit_with_dsr(data_root, tmp_path):
     assert (l_mc > 0).all() and (l_c > 0).all()
     build_trainer(cfg).fit(module)
     assert all(np.isfinite(module.last_eval[k]) for k in ("mpjpe", "pa_mpjpe", "pve"))
+
+
+def test_max_steps_and_throughput_log(data_root, tmp_path):
+    """TRAINING.MAX_STEPS stops mid-epoch; the Throughput callback counts the images after the first
+    step (3 steps of 2 images: 2 steps, 4 images) and every test image (2 batches of 2)."""
+    from dsr.lightning_module import DSRModule
+    from dsr.runner import Throughput
+
+    cfg = make_cfg(data_root, tmp_path, **{"TRAINING.MAX_STEPS": 3, "TRAINING.MAX_EPOCHS": 100,
+                                           "TRAINING.LIMIT_TRAIN_BATCHES": 4, "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100})
+    module = DSRModule(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(module)
+    assert trainer.global_step == 3
+    trainer.test(module)
+    tp = [cb for cb in trainer.callbacks if isinstance(cb, Throughput)][0].results
+    assert (tp["train"]["steps"], tp["train"]["images"], tp["train"]["warmup_steps"]) == (2, 4, 1)
+    assert tp["test"]["images"] == 4 and tp["test"]["images_per_s"] > 0
+
+
+def test_throughput_callback_by_hand():
+    from types import SimpleNamespace
+
+    from dsr.runner import Throughput
+
+    module = SimpleNamespace(device=torch.device("cpu"))
+    batch = {"img": torch.zeros(4, 3, 2, 2)}
+    ticks = iter([100.0, 101.0, 104.0, 200.0, 202.0])
+    cb = Throughput(warmup=2, clock=lambda: next(ticks), sync=lambda: None)
+    cb.on_train_start(None, module)
+    for i in range(5):  # clock read at the end of step 1 (100), of step 2 = warm-up (101), at the end (104)
+        cb.on_train_batch_end(None, module, None, batch, i)
+    cb.on_train_end(None, module)
+    # steps 3..5 after the warm-up: 12 images in 104 - 101 = 3 s
+    assert cb.results["train"] == dict(steps=3, images=12, seconds=3.0, images_per_s=4.0, warmup_steps=2)
+    cb.on_test_start(None, module)
+    for i, n in enumerate((5, 3)):  # the clock starts at the first batch's start (200), ends at 202
+        cb.on_test_batch_start(None, module, None, i)
+        cb.on_test_batch_end(None, module, None, {"img": torch.zeros(n, 3, 2, 2)}, i)
+    cb.on_test_end(None, module)
+    assert cb.results["test"] == dict(images=8, seconds=2.0, images_per_s=4.0)
+    # fewer steps than the warm-up: every step after the first counts
+    ticks = iter([0.0, 1.5])
+    short = Throughput(warmup=10, clock=lambda: next(ticks), sync=lambda: None)
+    short.on_train_start(None, module)
+    for i in range(3):
+        short.on_train_batch_end(None, module, None, batch, i)
+    short.on_train_end(None, module)
+    assert short.results["train"] == dict(steps=2, images=8, seconds=1.5, images_per_s=8 / 1.5, warmup_steps=1)

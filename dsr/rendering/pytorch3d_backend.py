@@ -14,7 +14,7 @@ each pixel are kept (scripts/k_study.py), and PyTorch3D skips faces whose projec
 to ~0.02).
 
 On CPU PyTorch3D has only its naive kernel (every face against every pixel); ``bin_size`` is set
-to 0 there (any positive bin size raises on CPU).
+to 0 there (any positive bin size raises on CPU). On CUDA K is at most 150 (PyTorch3D's kernels).
 """
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from . import window
 from .camera import default_camera_center, opencv_to_pytorch3d_cameras, project_to_pixels
 from .pairs import Pairs, softras_depth
 
+# PyTorch3D's CUDA rasterization kernels keep at most this many faces per pixel ("Must have
+# num_closest <= 150"); its CPU kernel has no limit.
+CUDA_MAX_FACES_PER_PIXEL = 150
+
 
 def _rasterize(vertices, cam_t, faces, H, W, focal_length, camera_center, blur_radius, K, perspective_correct,
                clip_barycentric_coords, max_faces_per_bin=None):
@@ -31,6 +35,10 @@ def _rasterize(vertices, cam_t, faces, H, W, focal_length, camera_center, blur_r
     from pytorch3d.structures import Meshes
 
     B = vertices.shape[0]
+    if vertices.device.type == "cuda" and K > CUDA_MAX_FACES_PER_PIXEL:
+        raise ValueError(f"faces_per_pixel (config DSR.FACES_PER_PIXEL) is {K}: PyTorch3D's CUDA rasterizer "
+                         f"keeps at most {CUDA_MAX_FACES_PER_PIXEL} faces per pixel (or use DSR.RENDER_BACKEND window, "
+                         "which has no K)")
     if max_faces_per_bin is None and vertices.device.type != "cpu":
         # PyTorch3D's coarse pass silently drops faces when a bin overflows: allow every face
         max_faces_per_bin = int(faces.shape[0])
