@@ -255,6 +255,8 @@ def run(args) -> dict:
     if args.random_weights:
         torch.manual_seed(0)  # the same random network on every rank and in every run
     model = build_parser(args.parser, None if args.random_weights else args.weights)  # foreign weights stop here
+    # Every rank lists the jobs itself, before trainer.predict: the process-group rendezvous in
+    # predict makes them all finish listing before any rank writes a mask, so the lists agree.
     jobs, out, done = list_jobs(args)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     multi = (isinstance(devices, int) and devices > 1) or args.num_nodes > 1

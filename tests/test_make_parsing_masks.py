@@ -301,3 +301,14 @@ def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
     trainer = build_trainer(cfg)
     trainer.fit(DSRModule(cfg))
     assert trainer.global_step == 2
+
+
+def test_bench_parsing_reports_one_row_per_size(capsys):
+    spec = importlib.util.spec_from_file_location("bench_parsing", os.path.join(REPO, "scripts", "bench_parsing.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.bench("schp-lip", [40, 64], [0.25], flip=False, batch_size=2, repeat=1, device="cpu")
+    assert [r["size"] for r in rows] == [40, 64]
+    for r in rows:
+        assert r["s_per_image"] > 0 and r["cpu_s_per_image"] > 0 and r["peak_mib"] is None
+        assert r["images_per_s"] == pytest.approx(1 / r["s_per_image"])

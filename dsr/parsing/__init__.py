@@ -78,7 +78,7 @@ def build_parser(name: str, weights: str | None = None) -> nn.Module:
     build, _ = _procedures(name)
     sd = None
     if weights:
-        sd = read_parser_weights(weights, name, parser_layout(name), _other_layouts(name))
+        sd = read_parser_weights(weights, name, parser_layout(name), lambda: _other_layouts(name))
     model = build(name)
     if sd is not None:
         model.load_state_dict(sd, strict=False)  # checked: only num_batches_tracked may be absent

@@ -80,12 +80,13 @@ def _fmt(keys, what):
 
 
 def read_parser_weights(path: str, name: str, layout: dict[str, tuple],
-                        other_layouts: dict[str, dict[str, tuple]] | None = None) -> dict[str, torch.Tensor]:
+                        other_layouts: dict | Callable[[], dict] | None = None) -> dict[str, torch.Tensor]:
     """Read ``path`` and check it against parser ``name``'s ``layout`` ({key: shape}).
 
     Args:
-        other_layouts: {parser name: layout} of the other parsers, to name the parser a foreign
-            checkpoint belongs to.
+        other_layouts: {parser name: layout} of the other parsers (or a function returning it,
+            called only for a file that does not match), to name the parser a foreign checkpoint
+            belongs to.
     Returns:
         the state dict (keys without 'module.'), ready for ``model.load_state_dict(sd, strict=False)``
         (only ``num_batches_tracked`` entries may be absent).
@@ -96,6 +97,8 @@ def read_parser_weights(path: str, name: str, layout: dict[str, tuple],
     missing, unexpected, misshaped = _compare(layout, sd)
     if not (missing or unexpected or misshaped):
         return sd
+    if callable(other_layouts):
+        other_layouts = other_layouts()
     other = identify_parser(sd, {k: v for k, v in (other_layouts or {}).items() if k != name})
     if other is not None:
         raise ParserWeightsError(f"{path} looks like {other} weights, not {name}: use --parser {other} "
