@@ -259,6 +259,15 @@ def test_normalize_by_hand():
         graphonomy_normalize(img.astype(np.float32))
 
 
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="uint8"):
+        graphonomy_parse(Recorder(), [np.zeros((8, 8), dtype=np.uint8)])
+    with pytest.raises(ValueError, match="one size"):
+        graphonomy_tta_logits(Recorder(), [_image(8, 8), _image(8, 9)])
+    with pytest.raises(ValueError, match="scale 0.1"):
+        graphonomy_parse(Recorder(), [_image(8, 8)], scales=[0.1])
+
+
 class Recorder(nn.Module):
     """Fake network: logits[c] = h * ((c + 1) * j / (w - 1) + i / (h - 1)) on an (h, w) input.
 

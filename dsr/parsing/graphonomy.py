@@ -486,12 +486,16 @@ def build_graphonomy(name: str) -> nn.Module:
 
 
 # ============================================================================ test-time procedure
-def graphonomy_normalize(img_rgb_uint8: np.ndarray) -> torch.Tensor:
-    """The demo's input transform: (H, W, 3) RGB uint8 -> (3, H, W) float32 BGR in [-1, 1] (x*2/255 - 1)."""
-    img = np.asarray(img_rgb_uint8)
+def _rgb_uint8(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {img.dtype} array of shape {img.shape}")
-    x = img.astype(np.float32) * 2.0 / 255.0 - 1.0
+    return img
+
+
+def graphonomy_normalize(img_rgb_uint8: np.ndarray) -> torch.Tensor:
+    """The demo's input transform: (H, W, 3) RGB uint8 -> (3, H, W) float32 BGR in [-1, 1] (x*2/255 - 1)."""
+    x = _rgb_uint8(img_rgb_uint8).astype(np.float32) * 2.0 / 255.0 - 1.0
     return torch.from_numpy(np.ascontiguousarray(x[:, :, ::-1].transpose(2, 0, 1)))
 
 
@@ -521,7 +525,9 @@ def graphonomy_tta_logits(model: nn.Module, images_rgb_uint8: Sequence[np.ndarra
     logits get their left/right channels swapped (14<->15, 16<->17, 18<->19) and are mirrored back,
     then averaged with the original's. The per-scale maps are resized to (H, W) (bilinear,
     align_corners=True; a map already of that size, as at scale 1, is left as it is) and summed in
-    the order of ``scales``. Runs without gradients on the model's device.
+    the order of ``scales``. (The demo resizes to the size of its first scale, which is the image's
+    own for the default scales; with other ``scales`` we still return the image's size.) Runs
+    without gradients on the model's device.
 
     images_rgb_uint8: N arrays (H, W, 3) uint8 RGB, all the same size -> (N, 20, H, W) float32 on
     the model's device.
@@ -531,11 +537,12 @@ def graphonomy_tta_logits(model: nn.Module, images_rgb_uint8: Sequence[np.ndarra
         raise ValueError("need at least one scale")
     if not images_rgb_uint8:
         raise ValueError("need at least one image")
-    height, width = np.asarray(images_rgb_uint8[0]).shape[:2]
-    if any(np.asarray(img).shape[:2] != (height, width) for img in images_rgb_uint8):
+    images = [_rgb_uint8(img) for img in images_rgb_uint8]
+    height, width = images[0].shape[:2]
+    if any(img.shape[:2] != (height, width) for img in images):
         raise ValueError("graphonomy_tta_logits needs images of one size; graphonomy_parse groups them")
     device = _model_device(model)
-    pil_images = [Image.fromarray(np.asarray(img)) for img in images_rgb_uint8]
+    pil_images = [Image.fromarray(img) for img in images]
     n = len(pil_images)
     total = None
     with torch.inference_mode():
