@@ -9,7 +9,9 @@ summing to 1 (METHOD 'dsr'), TRAINING.PRETRAINED / RESUME and the backbone weigh
 and each dataset the run reads (training: TRAIN_DS, 'all' = the §5.1 mixture, unless RUN_TEST;
 evaluation: VAL_DS): npz keys, shapes and dtypes; a sample of images (exist, decode) and, for
 DSR training, of Graphonomy masks (decode, same size as the image, palette colours only) plus the
-count of missing masks against DATASET.MAX_MISSING_MASK_FRACTION.
+count of missing masks against DATASET.MAX_MISSING_MASK_FRACTION, the mask coverage of the rows,
+the label histogram of the sampled masks and the share of sampled rows whose DSR-MC / DSR-C
+targets come out empty (a problem when every DSR-MC target is).
 """
 import argparse
 import os
@@ -202,6 +204,69 @@ def check_dataset(rep, cfg, name, is_train, k, all_):
     rep.add(f"{name} masks", os.path.join(root, "grph_sequences"), not mask_bad,
             "sampled masks decode, match their image size, palette colours only" if not mask_bad
             else "; ".join(mask_bad[:5]) + (f" (+{len(mask_bad) - 5} more)" if len(mask_bad) > 5 else ""))
+    mask_statistics(rep, cfg, name, root, data["imgname"].astype(str), [i for i in rows if str(data["imgname"][i]) in sizes])
+
+
+def mask_statistics(rep, cfg, name, root, imgnames, rows):
+    """Coverage (rows with a mask / rows), the label histogram of the sampled masks, and the share
+    of sampled rows whose DSR-MC / DSR-C targets come out empty (the training loader's targets,
+    without augmentation). ``rows``: the sampled rows whose image decodes. Problems: a row whose
+    targets cannot be built (the training loader would stop there) and every sampled row's DSR-MC
+    target empty (the DSR losses would never act on this dataset)."""
+    from dsr.constants import GRAPHONOMY_LABELS
+    from dsr.data import graphonomy as G
+    from dsr.data.base_dataset import BaseDataset
+
+    present = {u: os.path.isfile(G.mask_path(root, u)) for u in np.unique(imgnames)}
+    n_rows = len(imgnames)
+    with_mask = sum(present[u] for u in imgnames)
+    grph = os.path.join(root, "grph_sequences")
+    rep.add(f"{name} mask coverage", grph, True, f"{with_mask}/{n_rows} rows ({100 * with_mask / max(1, n_rows):.1f}%)")
+
+    counts = np.zeros(len(GRAPHONOMY_LABELS), dtype=np.int64)
+    holders = np.zeros(len(GRAPHONOMY_LABELS), dtype=np.int64)
+    n_masks = 0
+    for u in np.unique(imgnames[rows]):
+        m = cv2.imread(G.mask_path(root, u), cv2.IMREAD_COLOR) if present[u] else None
+        if m is None:
+            continue
+        c = np.bincount(G.decode_colour_mask(np.ascontiguousarray(m[:, :, ::-1])).ravel(), minlength=len(counts))
+        counts += c
+        holders += c > 0
+        n_masks += 1
+    if n_masks:
+        share = 100 * counts / counts.sum()
+        hist = ", ".join(f"{GRAPHONOMY_LABELS[i]} {share[i]:.1f}% ({holders[i]}/{n_masks})"
+                         for i in range(len(counts)) if counts[i])
+        rep.add(f"{name} mask labels", grph, True, f"pixel share (masks holding it) over {n_masks} sampled masks: {hist}")
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATASET.MAX_MISSING_MASK_FRACTION = 1.0  # counted above; here only the targets matter
+    try:
+        ds = BaseDataset(cfg, name, is_train=True, use_augmentation=False, with_dsr_targets=True, num_images=0)
+    except Exception as e:  # noqa: BLE001 - reported, as every other check
+        rep.add(f"{name} DSR targets", grph, False, f"{type(e).__name__}: {e}")
+        return
+    mc_empty = c_empty = done = 0
+    errors = []
+    for i in rows:
+        try:
+            item = ds[int(i)]
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"row {i}: {e}")
+            continue
+        done += 1
+        mc_empty += float(item["valid_labels_dsr_mc"].sum()) == 0
+        c_empty += float(item["dsr_c_class_weight"][1:].sum()) == 0
+    detail = (f"of {done} sampled rows, DSR-MC target empty {mc_empty} ({100 * mc_empty / max(1, done):.1f}%), "
+              f"DSR-C target empty (no foreground class > 60 px) {c_empty} ({100 * c_empty / max(1, done):.1f}%)")
+    if errors:
+        detail += f"; {len(errors)} rows failed: " + "; ".join(errors[:3])
+    ok = not errors and not (done and mc_empty == done)
+    if done and mc_empty == done:
+        detail += " - every DSR-MC target is empty: the DSR losses would never act on this dataset"
+    rep.add(f"{name} DSR targets", grph, ok, detail)
 
 
 def run(cfg, samples=20, all_=False) -> Report:

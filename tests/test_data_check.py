@@ -31,11 +31,14 @@ def _tree(tmp_path):
         cv2.imwrite(str(root / f"images/{i}.jpg"), np.full((40, 30, 3), 128, np.uint8))
         m = np.zeros((40, 30, 3), np.uint8)
         m[5:10, 5:10] = (0, 0, 255)  # BGR; RGB (255, 0, 0) = hair, a palette colour
+        m[10:30, 5:25] = (255, 0, 0)  # RGB (0, 0, 255) = face: > 60 px in the 224 crop, a DSR-MC label
         cv2.imwrite(str(root / f"grph_sequences/images/{i}.png"), m)
         names.append(f"images/{i}.jpg")
     n = 3
+    part = np.zeros((n, 24, 3))
+    part[:, :, :] = (15.0, 20.0, 1.0)  # confident keypoints: the DSR background-removal box
     np.savez(tmp_path / "train.npz", imgname=np.array(names), center=np.full((n, 2), 20.0), scale=np.ones(n),
-             part=np.zeros((n, 24, 3)))
+             part=part)
     np.savez(tmp_path / "test.npz", imgname=np.array(names), center=np.full((n, 2), 20.0), scale=np.ones(n),
              pose=np.zeros((n, 72)), shape=np.zeros((n, 10)), gender=np.array(["m", "f", "m"]))
     cfg = get_cfg_defaults()
@@ -61,6 +64,30 @@ def test_clean_tree_passes(tmp_path):
     rep = cd.run(cfg)
     assert rep.problems == [], rep.problems
     assert len(rep.rows) >= 12
+    detail = {item: d for item, _, _, d in rep.rows}
+    assert detail["synthetic mask coverage"] == "3/3 rows (100.0%)"
+    # per mask: 25 hair + 400 face pixels of 1200
+    assert "hair 2.1% (3/3)" in detail["synthetic mask labels"] and "face 33.3% (3/3)" in detail["synthetic mask labels"]
+    assert "DSR-MC target empty 0 (0.0%)" in detail["synthetic DSR targets"]
+
+
+def test_empty_targets_and_row_failures_are_problems(tmp_path):
+    cd = _load_script()
+    cfg, root = _tree(tmp_path)
+    for i in range(3):  # hair only: no DSR-MC label, but a foreground class for DSR-C
+        m = np.zeros((40, 30, 3), np.uint8)
+        m[5:35, 5:25] = (0, 0, 255)
+        cv2.imwrite(str(root / f"grph_sequences/images/{i}.png"), m)
+    rep = cd.run(cfg)
+    (item, _, _, detail), = rep.problems
+    assert item == "synthetic DSR targets"
+    assert "DSR-MC target empty 3 (100.0%)" in detail and "DSR-C target empty (no foreground class > 60 px) 0" in detail
+    d = dict(np.load(tmp_path / "train.npz"))
+    d["part"][1] = 0  # no confident keypoint: the loader cannot build row 1's targets
+    np.savez(tmp_path / "train.npz", **d)
+    rep = cd.run(cfg)
+    (item, _, _, detail), = rep.problems
+    assert "1 rows failed: row 1:" in detail and "no keypoint has confidence" in detail
 
 
 def test_problems_are_named(tmp_path):
@@ -69,6 +96,7 @@ def test_problems_are_named(tmp_path):
     os.remove(root / "grph_sequences/images/1.png")  # 1 of 3 missing > 1 %
     m = np.zeros((40, 30, 3), np.uint8)
     m[0, 0] = (1, 2, 3)  # not a palette colour
+    m[10:30, 5:25] = (255, 0, 0)  # face, so that not every DSR-MC target is empty
     cv2.imwrite(str(root / "grph_sequences/images/2.png"), m)
     os.remove(root / "images/0.jpg")
     np.save(cfg.PATHS.SEMANTIC_PRIOR, np.ones((5, 20)))
