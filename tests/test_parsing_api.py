@@ -136,3 +136,18 @@ def test_torch04_plain_state_dict_without_num_batches_tracked(tmp_path):
     assert set(got) == set(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
     net.load_state_dict(got, strict=False)
     assert torch.equal(net[1].running_var, sd["1.running_var"])
+
+
+def test_checkpoint_with_num_batches_tracked_loads(tmp_path, schp_layout):
+    """A file saved by a later torch carries `*.num_batches_tracked`; our inference-only
+    normalisation layers have none: the entries are dropped, every other tensor is kept."""
+    sd = _random_sd(schp_layout)
+    bn_keys = [k for k in sd if k.endswith(".running_mean")]
+    for k in bn_keys:
+        sd[k.replace(".running_mean", ".num_batches_tracked")] = torch.tensor(7)
+    p = tmp_path / "with_counters.pth"
+    torch.save({"state_dict": sd}, p)
+    got = read_parser_weights(str(p), "schp-lip", schp_layout)
+    assert len(bn_keys) > 0
+    assert not any(k.endswith("num_batches_tracked") for k in got)
+    assert set(got) == {k[len("module."):] for k in sd if not k.endswith("num_batches_tracked")}

@@ -7,8 +7,9 @@ with ``torch.load(weights_only=True)``; a leading ``module.`` (DataParallel) is 
 Every problem is one :class:`ParserWeightsError` naming the file, raised before any weight is
 copied: not a file, not a PyTorch checkpoint, no tensors, weights of another parser ("<file> looks
 like schp-lip weights, not graphonomy"), or any missing, unexpected or mis-shaped key (all of
-them listed). A missing ``num_batches_tracked`` is accepted (torch 0.4 checkpoints and InPlaceABN
-layers have none); it keeps its initial value, which inference does not use.
+them listed). ``num_batches_tracked`` entries play no part in inference: the parsers' inference-only
+normalisation layers have none, a file without them (torch 0.4 checkpoints, InPlaceABN layers) is
+accepted and a file with them (saved by a later torch) has them dropped.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         if not torch.is_tensor(v):
             continue
         k = str(k)
+        if k.endswith(_IGNORED_MISSING):
+            continue
         sd[k[len("module."):] if k.startswith("module.") else k] = v
     if not sd:
         raise ParserWeightsError(f"{path} holds no tensors (keys: {sorted(map(str, obj))[:_SHOW]})")
