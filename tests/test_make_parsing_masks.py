@@ -297,7 +297,8 @@ def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
     cfg.DSR.START_DSR = -1
     ds = BaseDataset(cfg, "synthetic", is_train=True, use_augmentation=False)
     assert ds.missing_masks == 0
-    assert ds[0]["grph"].shape == (3, 224, 224)
+    item = ds[0]
+    assert item["grph_dsr_c_label"].shape == (224, 224) and item["grph_dsr_mc_label"].shape == (224, 224)
     trainer = build_trainer(cfg)
     trainer.fit(DSRModule(cfg))
     assert trainer.global_step == 2
