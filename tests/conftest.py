@@ -36,3 +36,14 @@ def repo_root():
 @pytest.fixture(scope="session")
 def free_body_dir():
     return FREE_BODY_DIR
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory):
+    """A small synthetic training split made for the tests (6 images, seed 0), independent of the
+    ./dsr_data tree that prepare_data.sh builds: (dataset folder, training npz path)."""
+    from dsr.data.synthetic import make_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic_small")
+    paths = make_synthetic(str(out), n_train=6, n_test=0, seed=0, progress=False)
+    return str(out), paths["train"]

@@ -23,8 +23,6 @@ from dsr.parsing.masks import mask_file, paste_crops, person_box, read_image_rgb
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREE = os.path.join(REPO, "dsr", "assets", "free_body")
-SYNTH = os.path.join(REPO, "dsr_data", "dataset_folders", "synthetic")
-SYNTH_NPZ = os.path.join(REPO, "dsr_data", "dataset_extras", "synthetic_train.npz")
 FAST = ["--parser", "schp-lip", "--random-weights", "--scales", "0.25", "--no-flip", "--num-workers", "0",
         "--accelerator", "cpu", "--batch-size", "2"]
 
@@ -80,8 +78,8 @@ def test_paste_crops_nearest_centre_by_hand():
         paste_crops(10, 25, [(0, 0, 12, 10)], [(4, 5)], [np.ones((3, 3))])
 
 
-def test_read_image_reasons(tmp_path):
-    src = os.path.join(SYNTH, "images", "train", "000000.jpg")
+def test_read_image_reasons(tmp_path, synthetic_small):
+    src = os.path.join(synthetic_small[0], "images", "train", "000000.jpg")
     data = open(src, "rb").read()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
@@ -92,15 +90,16 @@ def test_read_image_reasons(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
-def _dataset(tmp_path, n=4, duplicate=True):
+def _dataset(tmp_path, synth, n=4, duplicate=True):
     """n synthetic training images under <tmp>/root/images/train and an npz of their rows (+ a
     second row on the first image, as a second person)."""
     root = tmp_path / "root"
     os.makedirs(root / "images" / "train")
-    d = dict(np.load(SYNTH_NPZ))
+    synth_dir, synth_npz = synth
+    d = dict(np.load(synth_npz))
     rows = {k: v[:n] for k, v in d.items()}
     for name in rows["imgname"]:
-        shutil.copy(os.path.join(SYNTH, str(name)), root / str(name))
+        shutil.copy(os.path.join(synth_dir, str(name)), root / str(name))
     if duplicate:
         extra = {k: v[:1].copy() for k, v in rows.items()}
         extra["center"] = extra["center"] + 20.0
@@ -121,10 +120,10 @@ def _snapshot(folder):
 
 
 @pytest.fixture(scope="module")
-def parsed(tmp_path_factory):
+def parsed(tmp_path_factory, synthetic_small):
     """One run of the script on 4 synthetic images (5 rows) with the default --out."""
     tmp = tmp_path_factory.mktemp("masks")
-    root, npz, rows = _dataset(tmp)
+    root, npz, rows = _dataset(tmp, synthetic_small)
     mod = _script()
     summary = mod.run(mod.parse_args(FAST + ["--npz", str(npz), "--img-dir", str(root)]))
     return tmp, root, npz, rows, summary
@@ -165,9 +164,9 @@ def test_resume_after_a_kill(parsed, tmp_path):
     assert _snapshot(root / "grph_sequences") == before  # same files, same bytes, no temporary left
 
 
-def test_failures_are_listed_and_the_run_goes_on(tmp_path):
-    root, _, rows = _dataset(tmp_path, n=2, duplicate=False)
-    src = os.path.join(SYNTH, "images", "train", "000005.jpg")
+def test_failures_are_listed_and_the_run_goes_on(tmp_path, synthetic_small):
+    root, _, rows = _dataset(tmp_path, synthetic_small, n=2, duplicate=False)
+    src = os.path.join(synthetic_small[0], "images", "train", "000005.jpg")
     data = open(src, "rb").read()
     (root / "images" / "train" / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])
     (root / "images" / "train" / "junk.jpg").write_bytes(b"not an image")
@@ -190,8 +189,8 @@ def test_failures_are_listed_and_the_run_goes_on(tmp_path):
     assert sorted(os.listdir(out / "images" / "train")) == ["000000.png", "000001.png"]
 
 
-def test_foreign_weights_stop_before_any_work(tmp_path, capsys):
-    root, npz, _ = _dataset(tmp_path, n=1, duplicate=False)
+def test_foreign_weights_stop_before_any_work(tmp_path, capsys, synthetic_small):
+    root, npz, _ = _dataset(tmp_path, synthetic_small, n=1, duplicate=False)
     w = tmp_path / "w.pth"
     torch.save({"backbone.fc.weight": torch.zeros(2, 2)}, w)
     mod = _script()
@@ -201,8 +200,8 @@ def test_foreign_weights_stop_before_any_work(tmp_path, capsys):
     assert not os.path.exists(root / "grph_sequences")
 
 
-def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path):
-    root, npz, rows = _dataset(tmp_path, n=2)  # image 0 has two people
+def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_small):
+    root, npz, rows = _dataset(tmp_path, synthetic_small, n=2)  # image 0 has two people
     out = tmp_path / "out"
     mod = _script()
     s = mod.run(mod.parse_args(FAST + ["--npz", str(npz), "--img-dir", str(root), "--out", str(out),
@@ -235,11 +234,11 @@ def test_usage_errors(tmp_path, capsys):
     assert rc == 2 and "no.npz" in capsys.readouterr().err
 
 
-def test_image_folder_mode(tmp_path):
+def test_image_folder_mode(tmp_path, synthetic_small):
     src = tmp_path / "photos"
     os.makedirs(src / "sub")
-    shutil.copy(os.path.join(SYNTH, "images", "train", "000003.jpg"), src / "a.jpg")
-    shutil.copy(os.path.join(SYNTH, "images", "train", "000004.jpg"), src / "sub" / "b.JPG")
+    shutil.copy(os.path.join(synthetic_small[0], "images", "train", "000003.jpg"), src / "a.jpg")
+    shutil.copy(os.path.join(synthetic_small[0], "images", "train", "000004.jpg"), src / "sub" / "b.JPG")
     (src / "notes.txt").write_text("skip me")
     mod = _script()
     s = mod.run(mod.parse_args(FAST + ["--img-folder", str(src), "--out", str(tmp_path / "o")]))
@@ -248,8 +247,8 @@ def test_image_folder_mode(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_write_each_share(tmp_path):
-    root, npz, rows = _dataset(tmp_path, n=3)
+def test_ddp_two_cpu_processes_write_each_share(tmp_path, synthetic_small):
+    root, npz, rows = _dataset(tmp_path, synthetic_small, n=3)
     env = dict(os.environ, PL_DISABLE_FORK="1", PYTHONPATH=REPO)
     res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_parsing_masks.py"), *FAST,
                           "--devices", "2", "--npz", str(npz), "--img-dir", str(root)],
