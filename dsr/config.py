@@ -131,6 +131,8 @@ _C.OPTIMIZER.TYPE = "adam"  # only Adam
 _C.OPTIMIZER.LR = 1e-4  # learning rate
 _C.OPTIMIZER.WD = 0.0  # weight decay
 _C.OPTIMIZER.MM = 0.9  # unused (momentum)
+_C.OPTIMIZER.WARMUP_STEPS = 0  # added: > 0 ramps the LR linearly, LR * min(1, (t + 1) / N) at step t (0 = constant, the original)
+_C.OPTIMIZER.GRAD_CLIP_NORM = 0.0  # added: > 0 clips the gradients' global L2 norm to this value (0 = off, the original)
 
 # ----------------------------------------------------------------------------- TRAINING
 _C.TRAINING = CN()

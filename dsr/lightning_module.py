@@ -13,7 +13,10 @@
   ``dataset_name`` (N,) str arrays, ``epoch``; ``pose`` (N, 24, 3, 3), ``shape`` (N, 10),
   ``cam_t`` (N, 3) with TESTING.SAVE_RESULTS; added: ``pck`` / ``auc`` (N,) fractions in [0, 1]
   on MPI-INF-3DHP), a line appended to the experiment's ``results.csv``;
-* Adam with ``OPTIMIZER.LR`` / ``OPTIMIZER.WD``, no schedule (§7).
+* Adam with ``OPTIMIZER.LR`` / ``OPTIMIZER.WD``, no schedule (§7); added, off by default: a linear
+  warm-up over ``OPTIMIZER.WARMUP_STEPS`` steps (gradient clipping: ``OPTIMIZER.GRAD_CLIP_NORM`` in
+  the Trainer, dsr.runner); ``stats/grad_norm`` (before clipping) every LOG_SAVE_INTERVAL steps;
+* ``evaluate(loader)``: the metrics of a DataLoader outside Lightning's loops (learning-curve probes).
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from dsr.losses import DSRLoss
 from dsr.models import HMR
 from dsr.visualization import image_grid
 
-__all__ = ["DSRModule"]
+__all__ = ["DSRModule", "summarise_eval"]
 
 
 def _as_cfg(cfg) -> CfgNode:
@@ -162,10 +165,27 @@ class DSRModule(pl.LightningModule):
             cv2.imwrite(os.path.join(folder, f"result_{step:08d}.png"), img[..., ::-1])
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.OPTIMIZER.LR, weight_decay=self.cfg.OPTIMIZER.WD)
+        O = self.cfg.OPTIMIZER
+        opt = torch.optim.Adam(self.model.parameters(), lr=O.LR, weight_decay=O.WD)
+        if O.WARMUP_STEPS <= 0:
+            return opt
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _LinearWarmup(O.WARMUP_STEPS))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def on_before_optimizer_step(self, optimizer):
+        """Log the global L2 norm of the gradients before any clipping (OPTIMIZER.GRAD_CLIP_NORM)."""
+        if self.global_step % max(1, self.cfg.TRAINING.LOG_SAVE_INTERVAL) == 0:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                self.log("stats/grad_norm", norm, on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, batch, batch_idx, stage):
+    def eval_batch(self, batch) -> tuple[dict[str, Any], dict]:
+        """The protocol of DATASET.VAL_DS on one batch -> (per-sample results, prediction): tensors
+        ``mpjpe_joints`` / ``pampjpe_joints`` (B, J) metres, ``v2v`` (B,) metres (0 without GT meshes),
+        ``pck`` / ``auc`` (B,) on MPI-INF-3DHP, ``pose`` / ``shape`` / ``cam_t`` with
+        TESTING.SAVE_RESULTS; lists ``imgname`` / ``dataset_name``."""
         ds = self.cfg.DATASET.VAL_DS
         if self.cfg.TESTING.MEAN_PARAMS_BASELINE:
             pred = self.model.mean_prediction(batch["img"].shape[0])
@@ -195,6 +215,10 @@ class DSRModule(pl.LightningModule):
         out = {k: v.detach() for k, v in out.items()}
         out["imgname"] = list(batch.get("imgname", [""] * pred_j.shape[0]))
         out["dataset_name"] = list(batch.get("dataset_name", [ds] * pred_j.shape[0]))
+        return out, pred
+
+    def _eval_step(self, batch, batch_idx, stage):
+        out, pred = self.eval_batch(batch)
         self._val_outputs.append(out)
         freq = self.cfg.TESTING.LOG_FREQ_TB_IMAGES
         if freq > 0 and batch_idx == 0:  # one grid per evaluation
@@ -223,14 +247,28 @@ class DSRModule(pl.LightningModule):
 
     on_test_epoch_start = on_validation_epoch_start
 
+    @torch.no_grad()
+    def evaluate(self, loader) -> dict[str, float]:
+        """Metrics of the model on every batch of ``loader`` (an evaluation DataLoader of
+        DATASET.VAL_DS's protocol), outside Lightning's loops: nothing logged or written, one
+        process. The model runs in eval mode (BatchNorm running statistics, no dropout); the
+        previous mode is restored. Returns the summary of :func:`summarise_eval`."""
+        was_training = self.training
+        self.eval()
+        try:
+            outs = []
+            for batch in loader:
+                batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                outs.append(self.eval_batch(batch)[0])
+        finally:
+            self.train(was_training)
+        res = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _concat(outs).items()}
+        return summarise_eval(res)
+
     def _gather(self) -> dict[str, Any]:
-        outs = self._val_outputs
-        res: dict[str, Any] = {}
-        for k in outs[0]:
-            if isinstance(outs[0][k], list):
-                res[k] = [x for o in outs for x in o[k]]
-            else:
-                t = torch.cat([o[k] for o in outs], dim=0)
+        res = _concat(self._val_outputs)
+        for k, t in res.items():
+            if torch.is_tensor(t):
                 if self.trainer.world_size > 1:
                     t = self.all_gather(t).flatten(0, 1)
                 res[k] = t.cpu().numpy()
@@ -251,15 +289,7 @@ class DSRModule(pl.LightningModule):
         res = self._gather()
         self._val_outputs = []
         ds = self.cfg.DATASET.VAL_DS
-        summary = {
-            "mpjpe": float(res["mpjpe_joints"].mean(axis=1).mean() * 1000),
-            "pa_mpjpe": float(res["pampjpe_joints"].mean(axis=1).mean() * 1000),
-            "pve": float(res["v2v"].mean() * 1000),
-        }
-        if "pck" in res:
-            summary["pck"] = float(res["pck"].mean() * 100)
-            summary["auc"] = float(res["auc"].mean() * 100)
-        summary["num_samples"] = int(res["mpjpe_joints"].shape[0])
+        summary = summarise_eval(res)
         self.log("val_loss", summary["pa_mpjpe"])  # identical on every rank (gathered)
         for k, v in summary.items():
             if k != "num_samples":
@@ -328,6 +358,38 @@ class DSRModule(pl.LightningModule):
 
     def test_dataloader(self):
         return val_dataloader(self.cfg, build_val_dataset(self.cfg))
+
+
+class _LinearWarmup:
+    """LR factor of optimizer step t (0-based): min(1, (t + 1) / steps) (OPTIMIZER.WARMUP_STEPS).
+    A class, not a lambda, so that the scheduler's state dict stays picklable."""
+
+    def __init__(self, steps: int):
+        self.steps = int(steps)
+
+    def __call__(self, step: int) -> float:
+        return min(1.0, (step + 1) / self.steps)
+
+
+def _concat(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-batch results of :meth:`DSRModule.eval_batch` -> one dict (tensors concatenated, lists joined)."""
+    return {k: ([x for o in outs for x in o[k]] if isinstance(outs[0][k], list) else torch.cat([o[k] for o in outs]))
+            for k in outs[0]}
+
+
+def summarise_eval(res: dict[str, Any]) -> dict[str, float]:
+    """Per-sample results (numpy, metres) -> mean MPJPE / PA-MPJPE / PVE in mm (+ PCK@150 / AUC in %
+    when present) and ``num_samples``."""
+    summary = {
+        "mpjpe": float(res["mpjpe_joints"].mean(axis=1).mean() * 1000),
+        "pa_mpjpe": float(res["pampjpe_joints"].mean(axis=1).mean() * 1000),
+        "pve": float(res["v2v"].mean() * 1000),
+    }
+    if "pck" in res:
+        summary["pck"] = float(res["pck"].mean() * 100)
+        summary["auc"] = float(res["auc"].mean() * 100)
+    summary["num_samples"] = int(res["mpjpe_joints"].shape[0])
+    return summary
 
 
 def _atomic_write(path: str, data: bytes) -> None:

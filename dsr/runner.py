@@ -182,6 +182,8 @@ def build_trainer(cfg, logdir: str | None = None, extra_callbacks=None) -> pl.Tr
         num_sanity_val_steps=0,
         logger=tb_logger,
         callbacks=callbacks,
+        gradient_clip_val=cfg.OPTIMIZER.GRAD_CLIP_NORM if cfg.OPTIMIZER.GRAD_CLIP_NORM > 0 else None,
+        gradient_clip_algorithm="norm",
         default_root_dir=logdir,
         enable_checkpointing=True,
     )

@@ -3,12 +3,13 @@
 
     python scripts/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
         --npz-dir dsr_data/dataset_extras --n-train 2000 --n-test 500 --seed 0 [--workers 2] [--preview grid.png]
-        [--focal-range 0.9 1.5]
+        [--focal-range 0.9 1.5] [--domain a|b] [--train-name synthetic_train.npz] [--test-name synthetic_test.npz]
 
 Writes OUT/images/{train,test}/*.jpg, OUT/grph_sequences/images/{train,test}/*.png (exact
 Graphonomy palette) and NPZ_DIR/synthetic_{train,test}.npz (SPIN format; see
 dsr/data/synthetic.py). --preview writes a grid of the first train samples: image with the 24
-GT keypoints, and the colour mask.
+GT keypoints, and the colour mask. --domain b renders the second domain (other poses, clothing,
+backgrounds; dsr/data/synthetic.py), by default into synthetic_b_{train,test}.npz.
 """
 import argparse
 import os
@@ -57,16 +58,25 @@ def main(argv=None):
     p.add_argument("--focal-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="focal length range in units of the image's longer side (default 0.9 1.5; 8 10 is "
                         "close to the crop camera of HMR, nearly orthographic)")
+    p.add_argument("--domain", default="a", choices=("a", "b"),
+                   help="a: the embedded default; b: the second domain (other poses, clothing, backgrounds)")
+    p.add_argument("--train-name", default=None, help="training npz name (default synthetic[_b]_train.npz)")
+    p.add_argument("--test-name", default=None, help="test npz name (default synthetic[_b]_test.npz)")
     p.add_argument("--preview", default=None, help="write a PNG grid of a few train samples")
     a = p.parse_args(argv)
+    tag = "" if a.domain == "a" else f"_{a.domain}"
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(1)
     from dsr.data.synthetic import DEFAULT_BODY_DIR, SynthSettings, make_synthetic
 
     t = time.time()
+    kw = {"domain": a.domain}
+    if a.focal_range:
+        kw["focal_range"] = tuple(a.focal_range)
     paths = make_synthetic(a.out, a.npz_dir, a.n_train, a.n_test, a.seed, a.body_dir or DEFAULT_BODY_DIR,
-                           workers=a.workers,
-                           settings=SynthSettings(focal_range=tuple(a.focal_range)) if a.focal_range else None)
+                           workers=a.workers, settings=SynthSettings(**kw),
+                           train_name=a.train_name or f"synthetic{tag}_train.npz",
+                           test_name=a.test_name or f"synthetic{tag}_test.npz")
     dt = time.time() - t
     print(f"make_synthetic: {a.n_train} train + {a.n_test} test samples in {dt:.1f} s -> {a.out}, "
           + ", ".join(f"{k}: {v}" for k, v in paths.items()))

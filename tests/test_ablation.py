@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,3 +60,55 @@ def test_run_seconds_from_the_run_files(tmp_path):
 def test_single_run_rows_have_no_spread():
     (row,) = ablation.summarise({"start": [{"mpjpe": 232.86, "pa_mpjpe": 129.19, "pve": 260.11}]})
     assert "| start | 1 | 232.9 | 129.2 | 260.1 |" in ablation.markdown([row], "# t")
+
+
+def test_write_doc_second_table_is_appended_then_replaced(tmp_path):
+    doc = tmp_path / "ablation.md"
+    doc.write_text(f"intro\n{ablation.BEGIN}\n| a |\n{ablation.END}\nfindings\n")
+    ablation.write_doc(str(doc), "| m |\n", ablation.MIXED_BEGIN, ablation.MIXED_END)
+    assert doc.read_text() == (f"intro\n{ablation.BEGIN}\n| a |\n{ablation.END}\nfindings\n\n"
+                               f"{ablation.MIXED_BEGIN}\n| m |\n{ablation.MIXED_END}\n")
+    ablation.write_doc(str(doc), "| m2 |\n", ablation.MIXED_BEGIN, ablation.MIXED_END)
+    ablation.write_doc(str(doc), "| a2 |\n")
+    assert doc.read_text() == (f"intro\n{ablation.BEGIN}\n| a2 |\n{ablation.END}\nfindings\n\n"
+                               f"{ablation.MIXED_BEGIN}\n| m2 |\n{ablation.MIXED_END}\n")
+
+
+def _fake_split(root, n, tag):
+    """A synthetic-training-like npz of n rows with one image and mask file each."""
+    rng = np.random.default_rng(len(tag))
+    names = [f"images/train/{tag}{i}.jpg" for i in range(n)]
+    for name in names:
+        for path in (root / name, root / "grph_sequences" / name.replace(".jpg", ".png")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(tag)
+    d = {"imgname": np.array(names), "center": rng.normal(size=(n, 2)), "scale": rng.uniform(1, 2, n),
+         "part": rng.normal(size=(n, 24, 3)), "openpose": rng.normal(size=(n, 25, 3)), "S": rng.normal(size=(n, 24, 4)),
+         "pose": rng.normal(size=(n, 72)), "shape": rng.normal(size=(n, 10)), "gender": np.array(["m", "f"] * (n // 2)),
+         "has_smpl": np.ones(n, np.float32)}
+    np.savez(root / "train.npz", **d)
+    return d
+
+
+def test_build_mixed_flags_and_links(tmp_path):
+    """Part A's rows keep their 3D labels (has_smpl = has_pose_3d = 1), domain b's lose them (0, zero
+    pose / shape / S) and keep their 2D keypoints; every image and mask resolves through the links."""
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    da, db = _fake_split(tmp_path / "A", 4, "a"), _fake_split(tmp_path / "B", 2, "b")
+    root, npz = ablation.build_mixed(str(tmp_path / "A"), str(tmp_path / "A" / "train.npz"),
+                                     str(tmp_path / "B"), str(tmp_path / "B" / "train.npz"), str(tmp_path / "mix"))
+    m = np.load(npz)
+    assert m["imgname"].tolist() == [f"a/images/train/a{i}.jpg" for i in range(4)] + ["b/images/train/b0.jpg", "b/images/train/b1.jpg"]
+    assert m["has_smpl"].tolist() == [1, 1, 1, 1, 0, 0] and m["has_pose_3d"].tolist() == [1, 1, 1, 1, 0, 0]
+    np.testing.assert_array_equal(m["S"][:4], da["S"])
+    np.testing.assert_array_equal(m["pose"][:4], da["pose"])
+    assert not m["S"][4:].any() and not m["pose"][4:].any() and not m["shape"][4:].any()
+    np.testing.assert_array_equal(m["part"][4:], db["part"])
+    np.testing.assert_array_equal(m["center"], np.concatenate([da["center"], db["center"]]))
+    for name in m["imgname"]:
+        assert open(os.path.join(root, name)).read() == name[0]
+        stem = os.path.splitext(name)[0]
+        assert open(os.path.join(root, "grph_sequences", stem + ".png")).read() == name[0]
+    ablation.build_mixed(str(tmp_path / "A"), str(tmp_path / "A" / "train.npz"),  # again: links reused
+                         str(tmp_path / "B"), str(tmp_path / "B" / "train.npz"), str(tmp_path / "mix"))

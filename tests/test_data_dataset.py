@@ -305,3 +305,29 @@ def test_items_without_smpl_get_zero_pose_and_betas(tmp_path):
     pose = ds[1]["pose"].numpy()
     np.testing.assert_allclose(pose[:3], [0, 0, np.pi / 6], atol=1e-6)
     assert (pose[3:] == 0).all() and (ds[1]["betas"].numpy() == 0).all()
+
+
+def test_per_row_has_pose_3d(tmp_path):
+    """An npz's optional has_pose_3d (N,) flags 3D supervision per row (one file mixing 3D-supervised
+    and 2D-only people); without it every row of a file with S has 3D (SPIN's rule); IGNORE_3D
+    zeroes it."""
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    n = 3
+    for i in range(n):
+        cv2.imwrite(str(root / "images" / f"{i}.jpg"), np.full((64, 64, 3), 100, np.uint8))
+    d = {"imgname": np.array([f"images/{i}.jpg" for i in range(n)]), "center": np.full((n, 2), 32.0),
+         "scale": np.full(n, 0.3), "S": np.zeros((n, 24, 4)), "part": np.zeros((n, 24, 3))}
+    np.savez(tmp_path / "with.npz", **d, has_pose_3d=np.array([1.0, 0.0, 1.0]))
+    np.savez(tmp_path / "without.npz", **d)
+    cfg = get_cfg_defaults()
+    cfg.METHOD = "spin"
+    cfg.PATHS.DATASET_NPZ_PATH = str(tmp_path)
+    cfg.PATHS.DATASET_FOLDERS["synthetic"] = str(root)
+    cfg.PATHS.TRAIN_FILES["synthetic"] = "with.npz"
+    assert [float(BaseDataset(cfg, "synthetic")[i]["has_pose_3d"]) for i in range(n)] == [1.0, 0.0, 1.0]
+    cfg.PATHS.TRAIN_FILES["synthetic"] = "without.npz"
+    assert [float(BaseDataset(cfg, "synthetic")[i]["has_pose_3d"]) for i in range(n)] == [1.0, 1.0, 1.0]
+    cfg.DATASET.IGNORE_3D = True
+    cfg.PATHS.TRAIN_FILES["synthetic"] = "with.npz"
+    assert [float(BaseDataset(cfg, "synthetic")[i]["has_pose_3d"]) for i in range(n)] == [0.0, 0.0, 0.0]

@@ -203,3 +203,106 @@ def test_focal_range_option_reaches_the_renderer(monkeypatch):
     models, parts = load_body_models(FREE_BODY)
     for s in render_batch(models, parts, np.random.default_rng(0), 3, (288, 384), SynthSettings(focal_range=(8, 10))):
         assert 8 * 384 <= s["focal"] <= 10 * 384
+
+
+# ----------------------------------------------------------------------------- domain b
+def test_domain_b_pose_modes_and_tilt():
+    """MODES_B: no standing pose, the draws follow the table; domain b's pitch/roll (N(0, 15),
+    clipped at 35 deg) tilt the body further from upright than domain a's (N(0, 8), 20 deg)."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    draws = [PS.sample_mode(rng, PS.MODES_B) for _ in range(n)]
+    for mode, p in PS.MODES_B.items():
+        sd = (p * (1 - p) / n) ** 0.5
+        assert abs(draws.count(mode) / n - p) <= 4 * sd + 1e-12
+    assert "stand" not in draws
+    assert PS.MODES_B["reach"] > PS.MODES["reach"] and PS.MODES_B["crouch"] > PS.MODES["crouch"]
+
+    def tilt(R):  # angle (deg) between the body's up axis and the image's up (-y)
+        return np.degrees(np.arccos(np.clip(-(R @ np.array([0, 1.0, 0]))[:, 1], -1, 1)))
+
+    ta = tilt(Rotation.from_rotvec(PS.sample_global_orient(np.random.default_rng(1), 2000)).as_matrix())
+    tb = tilt(Rotation.from_rotvec(PS.sample_global_orient(np.random.default_rng(1), 2000, 15.0, 35.0)).as_matrix())
+    bound_a = np.degrees(np.arccos(np.cos(np.radians(20)) ** 2))  # pitch and roll both at the clip
+    bound_b = np.degrees(np.arccos(np.cos(np.radians(35)) ** 2))
+    assert ta.max() <= bound_a + 1e-6 < tb.max() <= bound_b + 1e-6
+    assert tb.mean() > 1.5 * ta.mean()
+
+
+def test_domain_b_outfit_table():
+    """OUTFIT_PROBS_B: sampled outfits follow the table; coats, dresses, skirts, shorts, hats and
+    bare feet are more frequent than in domain a's table, for both genders."""
+    from dsr.body import outfits as O
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    for g in ("male", "female"):
+        draws = [O.sample_outfit_choices(rng, g, O.OUTFIT_PROBS_B) for _ in range(n)]
+        for var, choices in O.OUTFIT_CHOICES.items():
+            for c, p in zip(choices, O.OUTFIT_PROBS_B[g][var]):
+                f = sum(d[var] == c for d in draws) / n
+                assert abs(f - p) <= 4 * (p * (1 - p) / n) ** 0.5 + 1e-12, (g, var, c)
+        A, B = O.OUTFIT_PROBS[g], O.OUTFIT_PROBS_B[g]
+        ch = O.OUTFIT_CHOICES
+        assert B["upper"][ch["upper"].index("coat")] > A["upper"][ch["upper"].index("coat")]
+        assert B["lower"][ch["lower"].index("shorts")] > A["lower"][ch["lower"].index("shorts")]
+        assert B["hat"][1] > A["hat"][1] and B["shoes"][0] > A["shoes"][0]
+    assert O.OUTFIT_PROBS_B["female"]["upper"][4] > O.OUTFIT_PROBS["female"]["upper"][4]  # dresses
+    assert O.OUTFIT_PROBS_B["female"]["lower"][2] > O.OUTFIT_PROBS["female"]["lower"][2]  # skirts
+    # the exact marginal of table b differs from the shipped prior's (table a)
+    assert not np.allclose(O.part_label_marginal("neutral", O.OUTFIT_PROBS_B), O.part_label_marginal("neutral"))
+
+
+def test_stripes_of_garment_faces_by_hand():
+    from dsr.data.synthetic import _face_base_colours
+
+    cols = np.arange(60, dtype=np.float32).reshape(20, 3)
+    cols2 = cols + 100
+    outfit = np.array([5, 5, 5, 5, 13, 13, 9])  # upper clothes x4, face x2, pants
+    height = np.array([0.01, 0.05, 0.09, 0.13, 0.05, 0.09, -0.02])
+    rgb = _face_base_colours(outfit, cols, cols2, height, period=0.04)
+    # bands floor(h / 0.04): 0, 1, 2, 3 -> a, b, a, b for the garment; the face keeps its colour;
+    # -0.02 is band -1 (odd) -> the pants' second colour
+    want = np.stack([cols[5], cols2[5], cols[5], cols2[5], cols[13], cols[13], cols2[9]])
+    np.testing.assert_array_equal(rgb, want)
+    np.testing.assert_array_equal(_face_base_colours(outfit, cols), cols[outfit])  # domain a: flat
+
+
+def test_outdoor_background_has_a_sky():
+    from dsr.data.synthetic import outdoor_texture
+
+    for seed in range(8):
+        img = outdoor_texture(np.random.default_rng(seed), 240, 320)
+        assert img.shape == (240, 320, 3) and img.dtype == np.uint8
+        top = img[:12].reshape(-1, 3).astype(float).mean(0)  # RGB
+        assert top[2] > top[0] + 20  # blue sky above the horizon
+        np.testing.assert_array_equal(img, outdoor_texture(np.random.default_rng(seed), 240, 320))
+    with pytest.raises(ValueError, match="domain"):
+        from dsr.data.synthetic import SynthSettings
+        SynthSettings(domain="c")
+
+
+@needs_body
+def test_domain_b_render_reproducible_and_other_people(body, tmp_path):
+    """Domain b: the same seed renders the same images; domain a with the same seed other people;
+    the written npz mixes with domain a's through make_synthetic.py --domain b (default names)."""
+    import importlib.util
+
+    from dsr.data.synthetic import SynthSettings, _chunk_rng, render_batch
+
+    models, parts = body
+    sb = SynthSettings(domain="b")
+    b1 = render_batch(models, parts, _chunk_rng(0, "train", 0, "b"), 2, (256, 256), sb)
+    b2 = render_batch(models, parts, _chunk_rng(0, "train", 0, "b"), 2, (256, 256), sb)
+    a1 = render_batch(models, parts, _chunk_rng(0, "train", 0), 2, (256, 256))
+    for x, y in zip(b1, b2):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+    assert not np.allclose(b1[0]["shape"], a1[0]["shape"])
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "scripts", "make_synthetic.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.main(["--out", str(tmp_path), "--n-train", "2", "--n-test", "1", "--domain", "b", "--workers", "1"])
+    tr = np.load(tmp_path / "synthetic_b_train.npz")
+    assert len(tr["imgname"]) == 2 and (tmp_path / "synthetic_b_test.npz").is_file()

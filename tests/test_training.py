@@ -297,3 +297,93 @@ def test_throughput_callback_by_hand():
         short.on_train_batch_end(None, module, None, batch, i)
     short.on_train_end(None, module)
     assert short.results["train"] == dict(steps=2, images=8, seconds=1.5, images_per_s=8 / 1.5, warmup_steps=1)
+
+
+class _LrRecorder:
+    """A callback recording the learning rate each training step runs with."""
+
+    def __new__(cls):
+        import pytorch_lightning as pl
+
+        class Rec(pl.Callback):
+            def __init__(self):
+                self.lrs = []
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        return Rec()
+
+
+def test_warmup_schedule_by_hand_and_across_resume(data_root, tmp_path):
+    """OPTIMIZER.WARMUP_STEPS N: step t (0-based) runs at LR * min(1, (t + 1) / N); the schedule's
+    position is saved in last.ckpt and a resumed run continues it. 0 (default): constant LR."""
+    from dsr.lightning_module import DSRModule
+
+    lr, n = 1e-3, 4
+    over = {"OPTIMIZER.LR": lr, "OPTIMIZER.WARMUP_STEPS": n, "TRAINING.MAX_STEPS": 6, "TRAINING.MAX_EPOCHS": 100,
+            "TRAINING.LIMIT_TRAIN_BATCHES": 4, "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100}
+    rec = _LrRecorder()
+    build_trainer(make_cfg(data_root, tmp_path, **over), extra_callbacks=[rec]).fit(DSRModule(make_cfg(data_root, tmp_path, **over)))
+    assert rec.lrs == pytest.approx([lr * 1 / 4, lr * 2 / 4, lr * 3 / 4, lr, lr, lr])
+
+    # two steps, then resume for two more: the third and fourth steps run at 3/4 and 4/4 of LR
+    cfg = make_cfg(data_root, tmp_path, **{**over, "TRAINING.MAX_STEPS": 2})
+    cfg.LOG_DIR = str(tmp_path / "first")
+    build_trainer(cfg).fit(DSRModule(cfg))
+    last = os.path.join(cfg.LOG_DIR, "checkpoints", "last.ckpt")
+    cfg2 = make_cfg(data_root, tmp_path, **{**over, "TRAINING.MAX_STEPS": 4})
+    cfg2.LOG_DIR = str(tmp_path / "second")
+    rec2 = _LrRecorder()
+    build_trainer(cfg2, extra_callbacks=[rec2]).fit(DSRModule(cfg2), ckpt_path=last)
+    assert rec2.lrs == pytest.approx([lr * 3 / 4, lr])
+
+    off = {**over, "OPTIMIZER.WARMUP_STEPS": 0, "TRAINING.MAX_STEPS": 3}
+    module = DSRModule(make_cfg(data_root, tmp_path, **off))
+    assert isinstance(module.configure_optimizers(), torch.optim.Adam)  # the original: no scheduler
+    rec3 = _LrRecorder()
+    build_trainer(make_cfg(data_root, tmp_path, **off), extra_callbacks=[rec3]).fit(module)
+    assert rec3.lrs == [lr] * 3
+
+
+@pytest.mark.parametrize("clip", [0.0, 1e-3])
+def test_grad_clip_bounds_the_norm_at_the_optimizer_step(data_root, tmp_path, monkeypatch, clip):
+    """OPTIMIZER.GRAD_CLIP_NORM c > 0: the global L2 norm of the gradients Adam sees is <= c, while
+    the logged stats/grad_norm is the norm before clipping; 0 (default) leaves the gradients alone."""
+    from dsr.lightning_module import DSRModule
+
+    seen = []
+    orig = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        g = [p.grad for grp in self.param_groups for p in grp["params"] if p.grad is not None]
+        seen.append(float(sum((x.double() ** 2).sum() for x in g) ** 0.5))
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    cfg = make_cfg(data_root, tmp_path, **{"OPTIMIZER.GRAD_CLIP_NORM": clip, "TRAINING.MAX_STEPS": 2,
+                                           "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100})
+    module = DSRModule(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(module)
+    assert len(seen) == 2
+    pre_clip = float(trainer.callback_metrics["stats/grad_norm"])
+    assert pre_clip > 1e-2  # the unclipped gradient of this loss is far above the clip value
+    if clip > 0:
+        assert max(seen) <= clip * (1 + 1e-4)
+    else:
+        assert seen[-1] == pytest.approx(pre_clip, rel=1e-4)
+
+
+def test_evaluate_equals_the_lightning_test_pass(data_root, tmp_path):
+    """DSRModule.evaluate(loader) (the learning-curve probe) gives the summary of trainer.test."""
+    from dsr.data.loader import build_val_dataset, val_dataloader
+    from dsr.lightning_module import DSRModule
+
+    cfg = make_cfg(data_root, tmp_path, **{"TRAINING.LIMIT_VAL_BATCHES": 1.0})
+    module = DSRModule(cfg)
+    build_trainer(cfg).test(module)
+    direct = module.evaluate(val_dataloader(cfg, build_val_dataset(cfg)))
+    for k in ("mpjpe", "pa_mpjpe", "pve", "num_samples"):
+        assert direct[k] == pytest.approx(module.last_eval[k], rel=1e-6)
+    assert direct["num_samples"] == 6

@@ -38,7 +38,9 @@ shoes     no / yes                                     feet: leftShoe/rightShoe,
 
 Uncovered skin: face and neck -> face(13), arms and hands -> leftArm/rightArm, legs and bare feet
 -> leftLeg/rightLeg (how Graphonomy labels skin; labelling the neck as face is our assumption).
-The neutral model is the 50/50 mixture of the male and female tables.
+The neutral model is the 50/50 mixture of the male and female tables. ``OUTFIT_PROBS_B`` is the
+table of the generator's second domain (more coats, dresses, skirts, shorts, hats, bare feet); the
+shipped ``semantic_prior.npy`` is the marginal of ``OUTFIT_PROBS`` only.
 """
 from __future__ import annotations
 
@@ -81,6 +83,24 @@ OUTFIT_PROBS: Dict[str, Dict[str, Tuple[float, ...]]] = {
         "upper": (0.0, 0.40, 0.27, 0.15, 0.18),
         "lower": (0.17, 0.58, 0.25),
         "shoes": (0.05, 0.95),
+    },
+}
+# The second domain of the synthetic generator (SynthSettings(domain='b'), "in the wild" against the
+# lab-like first): coats, dresses, skirts, shorts, hats and bare feet much more often.
+OUTFIT_PROBS_B: Dict[str, Dict[str, Tuple[float, ...]]] = {
+    "male": {
+        "hair": (0.15, 0.55, 0.30),
+        "hat": (0.65, 0.35),
+        "upper": (0.15, 0.25, 0.10, 0.50, 0.0),
+        "lower": (0.45, 0.55, 0.0),
+        "shoes": (0.25, 0.75),
+    },
+    "female": {
+        "hair": (0.02, 0.28, 0.70),
+        "hat": (0.65, 0.35),
+        "upper": (0.0, 0.20, 0.10, 0.30, 0.40),
+        "lower": (0.35, 0.25, 0.40),
+        "shoes": (0.25, 0.75),
     },
 }
 GENDERS = ("neutral", "male", "female")
@@ -144,34 +164,37 @@ def _check_gender(gender: str) -> str:
     return gender
 
 
-def sample_outfit_choices(rng: np.random.Generator, gender: str = "neutral") -> Dict[str, str]:
-    """Draw one outfit (dict variable -> choice); neutral draws the gender first (50/50)."""
+def sample_outfit_choices(rng: np.random.Generator, gender: str = "neutral", table=None) -> Dict[str, str]:
+    """Draw one outfit (dict variable -> choice); neutral draws the gender first (50/50).
+    ``table``: the probabilities (default ``OUTFIT_PROBS``; ``OUTFIT_PROBS_B`` for domain b)."""
     _check_gender(gender)
     if gender == "neutral":
         gender = ("male", "female")[int(rng.integers(2))]
-    probs = OUTFIT_PROBS[gender]
+    probs = (OUTFIT_PROBS if table is None else table)[gender]
     return {k: ch[int(rng.choice(len(ch), p=probs[k]))] for k, ch in OUTFIT_CHOICES.items()}
 
 
 def sample_outfit(rng: np.random.Generator, gender: str = "neutral",
-                  face_parts: Optional[np.ndarray] = None, return_outfit: bool = False):
+                  face_parts: Optional[np.ndarray] = None, return_outfit: bool = False, table=None):
     """(F,) int64 Graphonomy label per face for one sampled person.
 
     rng: numpy Generator; gender: 'neutral' | 'male' | 'female'; face_parts: (F,) part ids
-    (default: the committed free-body ``face_parts.npy``). With return_outfit also the outfit dict.
+    (default: the committed free-body ``face_parts.npy``); table: outfit probabilities (default
+    ``OUTFIT_PROBS``). With return_outfit also the outfit dict.
     """
     parts = load_face_parts() if face_parts is None else np.asarray(face_parts, dtype=np.int64)
-    outfit = sample_outfit_choices(rng, gender)
+    outfit = sample_outfit_choices(rng, gender, table)
     labels = part_labels(outfit)[parts]
     return (labels, outfit) if return_outfit else labels
 
 
-def part_label_marginal(gender: str = "neutral") -> np.ndarray:
-    """(len(PART_NAMES), 20) exact label distribution of every part (enumerating all outfits)."""
+def part_label_marginal(gender: str = "neutral", table=None) -> np.ndarray:
+    """(len(PART_NAMES), 20) exact label distribution of every part (enumerating all outfits of
+    ``table``, default ``OUTFIT_PROBS``)."""
     _check_gender(gender)
     if gender == "neutral":
-        return 0.5 * (part_label_marginal("male") + part_label_marginal("female"))
-    probs = OUTFIT_PROBS[gender]
+        return 0.5 * (part_label_marginal("male", table) + part_label_marginal("female", table))
+    probs = (OUTFIT_PROBS if table is None else table)[gender]
     keys = list(OUTFIT_CHOICES)
     out = np.zeros((len(PART_NAMES), NUM_LABELS))
     rows = np.arange(len(PART_NAMES))
@@ -184,7 +207,7 @@ def part_label_marginal(gender: str = "neutral") -> np.ndarray:
     return out
 
 
-def semantic_prior(face_parts: Optional[np.ndarray] = None, gender: str = "neutral") -> np.ndarray:
+def semantic_prior(face_parts: Optional[np.ndarray] = None, gender: str = "neutral", table=None) -> np.ndarray:
     """(F, 20) float64 exact per-face label marginal of the outfit model (rows sum to 1)."""
     parts = load_face_parts() if face_parts is None else np.asarray(face_parts, dtype=np.int64)
-    return part_label_marginal(gender)[parts]
+    return part_label_marginal(gender, table)[parts]

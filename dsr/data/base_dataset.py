@@ -6,7 +6,8 @@ masks under ``<root>/grph_sequences/`` (training with ``with_dsr_targets`` only)
 
 npz keys (N samples): imgname (N,) str, center (N, 2), scale (N,), optional part (N, 24, 3),
 openpose (N, 25, 3), S (N, 24, 4), pose (N, 72), shape (N, 10), has_smpl (N,), gender (N,)
-('m'/'f'), maskname, partname.
+('m'/'f'), maskname, partname; added: has_pose_3d (N,) per-row 0/1 (default: 1 for every row of a
+file with S, SPIN's rule), so that one file can mix 3D-supervised and 2D-only rows.
 
 Item (one sample; tensors, collated batch first by the DataLoader):
   index, sample_index (row of the npz), img (3, 224, 224) ImageNet-normalised float32,
@@ -64,6 +65,7 @@ NPZ_SHAPES = {
     "pose": (72,),
     "shape": (10,),
     "has_smpl": (),
+    "has_pose_3d": (),
     "gender": (),
     "maskname": (),
     "partname": (),
@@ -210,13 +212,14 @@ class BaseDataset(Dataset):
             self.has_smpl = np.zeros(m, dtype=np.float32)
         if "S" in data:
             self.pose_3d = data["S"][rows].astype(np.float64)
-            self.has_pose_3d = 1.0
+            self.has_pose_3d = (data["has_pose_3d"][rows].astype(np.float32) if "has_pose_3d" in data
+                                else np.ones(m, dtype=np.float32))
         else:
             self.pose_3d = None
-            self.has_pose_3d = 0.0
+            self.has_pose_3d = np.zeros(m, dtype=np.float32)
         if is_train and cfg.DATASET.IGNORE_3D:
             self.has_smpl = np.zeros(m, dtype=np.float32)
-            self.has_pose_3d = 0.0
+            self.has_pose_3d = np.zeros(m, dtype=np.float32)
         part = data["part"][rows] if "part" in data else np.zeros((m, 24, 3))
         openpose = data["openpose"][rows] if "openpose" in data else np.zeros((m, 25, 3))
         self.keypoints = np.concatenate([openpose, part], axis=1)  # the npz's dtype: see j2d_processing
@@ -314,7 +317,7 @@ class BaseDataset(Dataset):
             "pose_3d": torch.from_numpy(pose_3d),
             "keypoints": torch.from_numpy(keypoints),
             "has_smpl": torch.tensor(float(self.has_smpl[index])),
-            "has_pose_3d": torch.tensor(float(self.has_pose_3d)),
+            "has_pose_3d": torch.tensor(float(self.has_pose_3d[index])),
             "scale": torch.tensor(float(sc * scale)),
             "center": torch.from_numpy(center.astype(np.float32)),
             "orig_shape": torch.from_numpy(orig_shape),

@@ -42,7 +42,7 @@ from scipy.spatial.transform import Rotation
 
 from dsr.constants import SMPL_JOINT_NAMES, SMPL_JOINTS_FLIP_PERM
 
-__all__ = ["JOINT_LIMITS", "MODES", "sample_body_pose", "sample_poses", "sample_global_orient",
+__all__ = ["JOINT_LIMITS", "MODES", "MODES_B", "sample_mode", "sample_body_pose", "sample_poses", "sample_global_orient",
            "limbs_collide", "clip_to_limits"]
 
 _J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
@@ -81,6 +81,9 @@ def _build_limits() -> np.ndarray:
 
 JOINT_LIMITS = _build_limits()  # (24, 3, 2) degrees; row 0 (pelvis/global) unused
 MODES = {"stand": 0.25, "walk": 0.25, "reach": 0.12, "crouch": 0.08, "free": 0.30}
+# the second domain of the synthetic generator (SynthSettings(domain='b')): no standing poses,
+# reaching and crouching three times as often
+MODES_B = {"stand": 0.0, "walk": 0.15, "reach": 0.35, "crouch": 0.25, "free": 0.25}
 
 
 def _mirror(euler_left: np.ndarray) -> np.ndarray:
@@ -152,12 +155,19 @@ def _mode_mean(mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return mean, std
 
 
-def sample_body_pose(rng: np.random.Generator, mode: str | None = None) -> np.ndarray:
-    """One (72,) axis-angle SMPL pose (joint 0 = zeros; set the global orientation separately)."""
+def sample_mode(rng: np.random.Generator, modes: dict | None = None) -> str:
+    """One activity mode drawn with the probabilities of ``modes`` (default ``MODES``)."""
+    modes = MODES if modes is None else modes
+    names = list(modes)
+    p = np.asarray([modes[n] for n in names], dtype=np.float64)
+    return names[rng.choice(len(names), p=p / p.sum())]
+
+
+def sample_body_pose(rng: np.random.Generator, mode: str | None = None, modes: dict | None = None) -> np.ndarray:
+    """One (72,) axis-angle SMPL pose (joint 0 = zeros; set the global orientation separately).
+    ``mode`` fixes the activity mode, else it is drawn from ``modes`` (default ``MODES``)."""
     if mode is None:
-        names = list(MODES)
-        p = np.asarray([MODES[n] for n in names])
-        mode = names[rng.choice(len(names), p=p / p.sum())]
+        mode = sample_mode(rng, modes)
     mean, std = _mode_mean(mode, rng)
     euler = clip_to_limits(mean + rng.standard_normal((24, 3)) * std)
     euler[0] = 0.0
@@ -215,10 +225,12 @@ def limbs_collide(joints: np.ndarray, n_samples: int = 8, slack: float = 0.8) ->
     return (d < slack * (rad[ii] + rad[jj])[None]).any(axis=1)
 
 
-def sample_poses(rng: np.random.Generator, n: int, skeleton_fn=None, max_tries: int = 50) -> np.ndarray:
-    """(n, 72) body poses (root zero). ``skeleton_fn((m, 72) poses) -> (m, 24, 3)`` joints, used
-    for the self-crossing rejection (skipped when None)."""
-    poses = np.stack([sample_body_pose(rng) for _ in range(n)])
+def sample_poses(rng: np.random.Generator, n: int, skeleton_fn=None, max_tries: int = 50,
+                 modes: dict | None = None) -> np.ndarray:
+    """(n, 72) body poses (root zero), modes drawn from ``modes`` (default ``MODES``).
+    ``skeleton_fn((m, 72) poses) -> (m, 24, 3)`` joints, used for the self-crossing rejection
+    (skipped when None)."""
+    poses = np.stack([sample_body_pose(rng, modes=modes) for _ in range(n)])
     if skeleton_fn is None:
         return poses
     todo = np.arange(n)
@@ -227,17 +239,18 @@ def sample_poses(rng: np.random.Generator, n: int, skeleton_fn=None, max_tries: 
         todo = todo[bad]
         if len(todo) == 0:
             break
-        poses[todo] = np.stack([sample_body_pose(rng) for _ in range(len(todo))])
+        poses[todo] = np.stack([sample_body_pose(rng, modes=modes) for _ in range(len(todo))])
     else:  # give up on the last few: use a standing pose for them
         poses[todo] = np.stack([sample_body_pose(rng, "stand") for _ in range(len(todo))])
     return poses
 
 
-def sample_global_orient(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, 3) axis-angle root orientations in the OpenCV camera frame (see module docstring)."""
+def sample_global_orient(rng: np.random.Generator, n: int, tilt_std: float = 8.0, tilt_max: float = 20.0) -> np.ndarray:
+    """(n, 3) axis-angle root orientations in the OpenCV camera frame (see module docstring);
+    pitch and roll are N(0, tilt_std) degrees clipped at +-tilt_max."""
     yaw = np.where(rng.uniform(size=n) < 0.5, rng.uniform(-60, 60, n), rng.uniform(-180, 180, n))
-    pitch = np.clip(rng.normal(0, 8, n), -20, 20)
-    roll = np.clip(rng.normal(0, 8, n), -20, 20)
+    pitch = np.clip(rng.normal(0, tilt_std, n), -tilt_max, tilt_max)
+    roll = np.clip(rng.normal(0, tilt_std, n), -tilt_max, tilt_max)
     upright = Rotation.from_euler("x", 180, degrees=True)
     body = Rotation.from_euler("ZXY", np.stack([roll, pitch, yaw], 1), degrees=True)
     return (upright * body).as_rotvec()

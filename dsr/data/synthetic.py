@@ -23,6 +23,23 @@ Per sample (``render_batch``):
     ``pose`` (72,) axis-angle with the root in the camera frame; ``shape`` (10,); ``center``/
     ``scale`` = the 24-joint bbox centre and 1.2 x its longer side / 200 (SPIN's rule).
 
+Second domain (``SynthSettings(domain='b')``, ``make_synthetic.py --domain b``): people who differ
+from the default (domain a) as COCO's differ from Human3.6M's, for the paper's setting in
+miniature (3D supervision on domain a, 2D keypoints + masks only on domain b; scripts/ablation.py):
+  * poses: activity modes ``pose_sampler.MODES_B`` (no 'stand'; 'reach' 0.35, 'crouch' 0.25,
+    'walk' 0.15, 'free' 0.25 against a's 0.12 / 0.08 / 0.25 / 0.30 and 'stand' 0.25), pitch and
+    roll N(0, 15 deg) clipped at 35 deg (a: N(0, 8 deg), 20 deg);
+  * clothing: outfits from ``outfits.OUTFIT_PROBS_B`` (coats, dresses, skirts, shorts, hats and bare
+    feet far more often); hat and garments striped: two colours alternating in bands of 4-12 cm
+    along the body's own vertical axis (a: one flat colour per label); a colour cast of the light
+    (x U(0.85, 1.15) per channel) and harder shading (0.15 + 0.85 cos against a's 0.3 + 0.7 cos);
+  * backgrounds: ``outdoor_texture`` (sky gradient, horizon, grass or earth ground, soft foliage
+    blobs) instead of ``background_texture`` (gradient, noise, rectangles / ellipses / lines,
+    tiled floor);
+  * seeds: chunk k draws from ``SeedSequence([seed, split, k, 1])``, so the same seed gives other
+    people than domain a (whose data stay bit-for-bit those of before the option existed).
+  Camera, image sizes, body shapes and genders follow domain a's distributions.
+
 ``make_synthetic(out_dir, npz_dir, n_train, n_test, seed, workers=1)`` writes
 ``out_dir/images/{train,test}/NNNNNN.jpg``, ``out_dir/grph_sequences/images/{train,test}/NNNNNN.png``
 and ``npz_dir/synthetic_train.npz`` (imgname, center, scale, part, openpose, S, pose, shape,
@@ -42,8 +59,8 @@ from tqdm import tqdm
 from dsr.constants import GRAPHONOMY_PALETTE, SMPL_PARENTS
 from dsr.data.pose_sampler import sample_global_orient, sample_poses
 
-__all__ = ["SynthSettings", "load_body_models", "render_batch", "background_texture", "make_synthetic",
-           "write_split", "DEFAULT_BODY_DIR"]
+__all__ = ["SynthSettings", "load_body_models", "render_batch", "background_texture", "outdoor_texture",
+           "make_synthetic", "write_split", "DEFAULT_BODY_DIR", "DOMAINS", "GARMENT_LABELS"]
 
 DEFAULT_BODY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "free_body")
 IMAGE_SIZES = ((320, 320), (288, 384), (384, 288))  # (H, W)
@@ -56,6 +73,10 @@ HAIR_COLOURS = np.array([[30, 25, 20], [70, 45, 30], [120, 80, 45], [200, 170, 1
 SKIN_LABELS = (10, 13, 14, 15, 16, 17)  # torso skin, face, arms, legs
 
 
+GARMENT_LABELS = (1, 5, 6, 7, 9, 12)  # hat, upper clothes, dress, coat, pants, skirt: striped in domain b
+DOMAINS = ("a", "b")
+
+
 @dataclass
 class SynthSettings:
     image_sizes: tuple = IMAGE_SIZES
@@ -64,6 +85,11 @@ class SynthSettings:
     bbox_factor: float = 1.2  # SPIN: scale = 1.2 * bbox side / 200
     batch_size: int = 25
     jpeg_quality: int = 92
+    domain: str = "a"  # 'a' = the embedded default; 'b' = the second domain (module docstring)
+
+    def __post_init__(self):
+        if self.domain not in DOMAINS:
+            raise ValueError(f"SynthSettings.domain must be one of {DOMAINS}, got {self.domain!r}")
 
 
 def load_body_models(body_dir: str = DEFAULT_BODY_DIR):
@@ -149,6 +175,47 @@ def background_texture(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
     return img
 
 
+def outdoor_texture(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
+    """(H, W, 3) uint8 background of domain b: a blue sky gradient above a horizon at 30-60 % of
+    the height, textured ground below (grass or earth colours, fine noise), soft dark-green blobs
+    (foliage) along the horizon; no straight-edged shapes or tiled floors (domain a's)."""
+    yy = np.mgrid[0:H, 0:W][0].astype(np.float32)
+    hz = int(H * rng.uniform(0.3, 0.6))
+    sky_top = rng.uniform([60, 110, 170], [140, 180, 240])
+    sky_low = rng.uniform([170, 190, 200], [235, 235, 250])
+    t = np.clip(yy / max(hz, 1), 0.0, 1.0)[..., None]
+    img = sky_top[None, None] * (1 - t) + sky_low[None, None] * t
+    grass = rng.uniform() < 0.6
+    ground = rng.uniform([40, 70, 20], [120, 150, 70]) if grass else rng.uniform([90, 80, 60], [170, 150, 120])
+    fine = cv2.GaussianBlur(rng.normal(0, rng.uniform(10, 25), (H, W)).astype(np.float32), (3, 3), 0.8)
+    cells = int(rng.integers(3, 8))
+    low = cv2.resize(rng.normal(0, 15, (cells, cells)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
+    img[hz:] = ground[None, None] + (fine + low)[hz:, :, None]
+    blobs = np.zeros((H, W), np.float32)
+    for _ in range(int(rng.integers(2, 8))):
+        c = (int(rng.integers(0, W)), int(hz + rng.uniform(-0.1, 0.05) * H))
+        axes = (int(rng.uniform(0.05, 0.2) * W), int(rng.uniform(0.04, 0.15) * H))
+        cv2.ellipse(blobs, c, axes, 0.0, 0, 360, 1.0, -1)
+    blobs = cv2.GaussianBlur(blobs, (0, 0), float(rng.uniform(2, 5)))[..., None]
+    leaf = rng.uniform([20, 50, 15], [70, 110, 50])
+    img = img * (1 - blobs) + (leaf[None, None] + 0.5 * fine[..., None]) * blobs
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _face_base_colours(outfit: np.ndarray, cols: np.ndarray, cols2: np.ndarray | None = None,
+                       height: np.ndarray | None = None, period: float = 0.08) -> np.ndarray:
+    """(F, 3) colour of every face before jitter and shading: its label's colour in ``cols``
+    (20, 3). With ``cols2`` (domain b) the garment faces (GARMENT_LABELS) alternate in bands of
+    ``period`` metres of ``height`` (F,) (along the body's own vertical axis): even bands
+    ``cols``, odd bands ``cols2`` (stripes)."""
+    rgb = cols[outfit]
+    if cols2 is not None:
+        odd = np.floor(height / period).astype(np.int64) % 2 == 1
+        sel = odd & np.isin(outfit, GARMENT_LABELS)
+        rgb[sel] = cols2[outfit[sel]]
+    return rgb
+
+
 def _label_colours(rng: np.random.Generator) -> np.ndarray:
     """(20, 3) float RGB colour of every Graphonomy label for one person."""
     cols = rng.uniform(15, 240, (20, 3)).astype(np.float32)
@@ -194,13 +261,17 @@ def render_batch(models: dict, face_parts: np.ndarray, rng: np.random.Generator,
     from dsr.body.outfits import sample_outfit
     from dsr.rendering import rasterize
 
+    from dsr.body.outfits import OUTFIT_PROBS_B
+    from dsr.data.pose_sampler import MODES_B
+
     settings = settings or SynthSettings()
+    b = settings.domain == "b"
     H, W = image_hw
     genders = np.where(rng.uniform(size=n) < 0.5, "male", "female")
     betas = np.clip(rng.standard_normal((n, 10)), -2.5, 2.5).astype(np.float32)
     neutral = models["neutral"]
-    poses = sample_poses(rng, n, lambda p: _skeleton(neutral, p))
-    poses[:, :3] = sample_global_orient(rng, n)
+    poses = sample_poses(rng, n, lambda p: _skeleton(neutral, p), modes=MODES_B if b else None)
+    poses[:, :3] = sample_global_orient(rng, n, *((15.0, 35.0) if b else ()))
     faces = neutral.faces.long()
     F = faces.shape[0]
     verts = np.zeros((n, neutral.num_vertices, 3), np.float32)
@@ -229,20 +300,32 @@ def render_batch(models: dict, face_parts: np.ndarray, rng: np.random.Generator,
     cen = tri.mean(2)
     nrm = torch.where(((nrm * cen).sum(-1, keepdim=True) > 0), -nrm, nrm).numpy()
 
+    if b:  # face centroids' height along each body's own vertical axis (the stripes of domain b)
+        R = _aa_to_rotmat(poses[:, :3]).numpy()  # (n, 3, 3) global orientation
+        cen_model = torch.from_numpy(verts)[:, faces].mean(2).numpy()  # (n, F, 3)
+        height = np.einsum("nfk,nk->nf", cen_model, R[:, :, 1])  # R's column 1: the body's up axis
+
     samples = []
     for i in range(n):
-        outfit = sample_outfit(rng, str(genders[i]), face_parts=face_parts)
+        outfit = sample_outfit(rng, str(genders[i]), face_parts=face_parts, table=OUTFIT_PROBS_B if b else None)
         p2f = p2f_all[i]
         hit = p2f >= 0
         labels = np.zeros((H, W), np.int64)
         labels[hit] = outfit[p2f[hit]]
         light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.9, 0.2), -1.0])
         light /= np.linalg.norm(light)
-        shade = 0.3 + 0.7 * np.clip(nrm[i] @ light, 0.0, 1.0)  # (F,)
+        lambert = np.clip(nrm[i] @ light, 0.0, 1.0)  # (F,)
+        shade = (0.15 + 0.85 * lambert) if b else (0.3 + 0.7 * lambert)  # domain b: harder light
         cols = _label_colours(rng)
+        if b:
+            cols2 = _label_colours(rng)
+            base = _face_base_colours(outfit, cols, cols2, height[i], float(rng.uniform(0.04, 0.12)))
+            base = base * rng.uniform(0.85, 1.15, 3).astype(np.float32)  # a colour cast of the light
+        else:
+            base = _face_base_colours(outfit, cols)
         jitter = rng.uniform(0.93, 1.07, (F, 1)).astype(np.float32)
-        face_rgb = cols[outfit] * jitter * shade[:, None].astype(np.float32)  # (F, 3)
-        img = background_texture(rng, H, W).astype(np.float32)
+        face_rgb = base * jitter * shade[:, None].astype(np.float32)  # (F, 3)
+        img = (outdoor_texture if b else background_texture)(rng, H, W).astype(np.float32)
         img[hit] = face_rgb[p2f[hit]]
         img = cv2.GaussianBlur(img, (3, 3), 0.6)
         img += rng.normal(0, 2.5, img.shape).astype(np.float32)
@@ -270,8 +353,11 @@ _KEYS = ("imgname", "center", "scale", "part", "openpose", "S", "pose", "shape",
 _SPLIT_IDS = {"train": 0, "test": 1}
 
 
-def _chunk_rng(seed: int, split: str, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_IDS[split], chunk]))
+def _chunk_rng(seed: int, split: str, chunk: int, domain: str = "a") -> np.random.Generator:
+    """Chunk k of a split draws from SeedSequence([seed, split, k]) (domain a), or
+    [seed, split, k, 1] (domain b: the same seed gives other people than domain a's)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_IDS[split], chunk]
+                                                        + ([DOMAINS.index(domain)] if domain != "a" else [])))
 
 
 def _render_chunk(job) -> dict:
@@ -285,7 +371,7 @@ def _render_chunk(job) -> dict:
         _WORKER_CACHE.clear()
         _WORKER_CACHE[key] = load_body_models(body_dir)
     models, face_parts = _WORKER_CACHE[key]
-    rng = _chunk_rng(seed, split, chunk)
+    rng = _chunk_rng(seed, split, chunk, settings.domain)
     hw = settings.image_sizes[int(rng.integers(len(settings.image_sizes)))]
     mask_dir = os.path.join(out_dir, "grph_sequences", "images", split)
     palette_bgr = GRAPHONOMY_PALETTE[:, ::-1].copy()
