@@ -45,7 +45,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 MODULES = ("torch", "torchvision", "pytorch_lightning", "pytorch3d", "smplx", "yacs", "loguru", "roma", "iopath",
-           "timm", "cv2", "scipy", "numpy", "tensorboard", "yaml", "tqdm", "pytest")
+           "cv2", "scipy", "numpy", "tensorboard", "yaml", "tqdm", "pytest")
 SAME_TOL = dict(feat_max=1e-4, loss_rel=1e-4, grad_rel=1e-3)
 CROSS_TOL = dict(feat_mean=3e-4, loss_rel=2e-3)
 GPU_SIZES_GB = (24, 48, 80)

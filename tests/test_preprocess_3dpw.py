@@ -311,17 +311,12 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
     from dsr.geometry import batch_rodrigues
     from dsr.lightning_module import DSRModule
     from dsr.runner import build_trainer
-    from tests.test_training import make_cfg
+    from tests.test_training import copy_free_body, make_cfg
 
     root, v = raw_tree
     # the tree the original's config expects: dsr_data/{smpl, regressors, dataset_extras, dataset_folders/3dpw}
     data = tmp_path / "dsr_data"
-    os.makedirs(data / "smpl")
-    for g in ("NEUTRAL", "MALE", "FEMALE"):
-        shutil.copy(os.path.join(FREE, "smpl", f"SMPL_{g}.npz"), data / "smpl")
-    shutil.copy(os.path.join(FREE, "smpl", "vertex_ids.json"), data / "smpl")
-    for f in ("J_regressor_extra.npy", "J_regressor_h36m.npy", "smpl_mean_params.npz", "semantic_prior.npy"):
-        shutil.copy(os.path.join(FREE, f), data / f)
+    copy_free_body(data)
     assert cli(["3dpw", "--root", str(root), "--out", str(data)]) == 0
     folder = data / "dataset_folders" / "3dpw"
     for seq, n in (("downtown_a", 4), ("outdoors_z", 2)):

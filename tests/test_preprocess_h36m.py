@@ -341,7 +341,7 @@ def test_protocol2_file_through_dataset_and_evaluation(tree, tmp_path):
     """The written h36m-p2 file read by BaseDataset (images from the extraction) and scored by
     the evaluation protocol: GT joints = the 14 joints of the CDF, pelvis-centred; the whole
     evaluation loop runs on it."""
-    from test_training import FREE, make_cfg
+    from tests.test_training import copy_free_body, make_cfg
 
     from dsr.constants import J24_TO_J14
     from dsr.data import BaseDataset
@@ -350,12 +350,7 @@ def test_protocol2_file_through_dataset_and_evaluation(tree, tmp_path):
     from dsr.runner import build_trainer
 
     root = tmp_path / "dsr_data"
-    os.makedirs(root / "smpl")
-    for g in ("NEUTRAL", "MALE", "FEMALE"):
-        shutil.copy(os.path.join(FREE, "smpl", f"SMPL_{g}.npz"), root / "smpl")
-    shutil.copy(os.path.join(FREE, "smpl", "vertex_ids.json"), root / "smpl")
-    for f in ("J_regressor_extra.npy", "J_regressor_h36m.npy", "smpl_mean_params.npz", "semantic_prior.npy"):
-        shutil.copy(os.path.join(FREE, f), root / f)
+    copy_free_body(root)
     h36m_dir = root / "dataset_folders" / "h36m"
     # (without the lag every protocol-2 row has its image in these videos)
     run_cli("--root", tree, "--out", str(root), "--split", "valid", "--extract-frames", "--images", str(h36m_dir),

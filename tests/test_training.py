@@ -25,17 +25,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREE = os.path.join(REPO, "dsr", "assets", "free_body")
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from dsr.data.synthetic import make_synthetic
-
-    root = tmp_path_factory.mktemp("fake") / "dsr_data"
+def copy_free_body(root) -> None:
+    """The free body model in the original's dsr_data layout under ``root`` (a pathlib folder):
+    smpl/SMPL_{NEUTRAL,MALE,FEMALE}.npz, the regressors, mean parameters and semantic prior."""
     os.makedirs(root / "smpl")
     for g in ("NEUTRAL", "MALE", "FEMALE"):
         shutil.copy(os.path.join(FREE, "smpl", f"SMPL_{g}.npz"), root / "smpl")
     shutil.copy(os.path.join(FREE, "smpl", "vertex_ids.json"), root / "smpl")
     for f in ("J_regressor_extra.npy", "J_regressor_h36m.npy", "smpl_mean_params.npz", "semantic_prior.npy"):
         shutil.copy(os.path.join(FREE, f), root / f)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    from dsr.data.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("fake") / "dsr_data"
+    copy_free_body(root)
     synth = root / "dataset_folders" / "synthetic"
     extras = root / "dataset_extras"
     make_synthetic(str(synth), str(extras), n_train=8, n_test=6, seed=3)
