@@ -132,6 +132,7 @@ _C.OPTIMIZER.LR = 1e-4  # learning rate
 _C.OPTIMIZER.WD = 0.0  # weight decay
 _C.OPTIMIZER.MM = 0.9  # unused (momentum)
 _C.OPTIMIZER.WARMUP_STEPS = 0  # added: > 0 ramps the LR linearly, LR * min(1, (t + 1) / N) at step t (0 = constant, the original)
+_C.OPTIMIZER.COSINE_STEPS = 0  # added: > 0 multiplies the LR by (1 + cos(pi * min(t, N) / N)) / 2 at step t (0 = off, the original)
 _C.OPTIMIZER.GRAD_CLIP_NORM = 0.0  # added: > 0 clips the gradients' global L2 norm to this value (0 = off, the original)
 
 # ----------------------------------------------------------------------------- TRAINING

@@ -14,7 +14,8 @@
   ``cam_t`` (N, 3) with TESTING.SAVE_RESULTS; added: ``pck`` / ``auc`` (N,) fractions in [0, 1]
   on MPI-INF-3DHP), a line appended to the experiment's ``results.csv``;
 * Adam with ``OPTIMIZER.LR`` / ``OPTIMIZER.WD``, no schedule (§7); added, off by default: a linear
-  warm-up over ``OPTIMIZER.WARMUP_STEPS`` steps (gradient clipping: ``OPTIMIZER.GRAD_CLIP_NORM`` in
+  warm-up over ``OPTIMIZER.WARMUP_STEPS`` steps and a cosine decay to 0 over ``OPTIMIZER.COSINE_STEPS``
+  (:class:`LRFactor`) (gradient clipping: ``OPTIMIZER.GRAD_CLIP_NORM`` in
   the Trainer, dsr.runner); ``stats/grad_norm`` (before clipping) every LOG_SAVE_INTERVAL steps;
 * ``evaluate(loader)``: the metrics of a DataLoader outside Lightning's loops (learning-curve probes).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import pickle
 from typing import Any
@@ -167,9 +169,9 @@ class DSRModule(pl.LightningModule):
     def configure_optimizers(self):
         O = self.cfg.OPTIMIZER
         opt = torch.optim.Adam(self.model.parameters(), lr=O.LR, weight_decay=O.WD)
-        if O.WARMUP_STEPS <= 0:
+        if O.WARMUP_STEPS <= 0 and O.COSINE_STEPS <= 0:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _LinearWarmup(O.WARMUP_STEPS))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, LRFactor(O.WARMUP_STEPS, O.COSINE_STEPS))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def on_before_optimizer_step(self, optimizer):
@@ -360,15 +362,21 @@ class DSRModule(pl.LightningModule):
         return val_dataloader(self.cfg, build_val_dataset(self.cfg))
 
 
-class _LinearWarmup:
-    """LR factor of optimizer step t (0-based): min(1, (t + 1) / steps) (OPTIMIZER.WARMUP_STEPS).
-    A class, not a lambda, so that the scheduler's state dict stays picklable."""
+class LRFactor:
+    """LR factor of optimizer step t (0-based): the linear warm-up min(1, (t + 1) / W) times the
+    cosine decay (1 + cos(pi * min(t, C) / C)) / 2, each factor 1 when its length (W =
+    OPTIMIZER.WARMUP_STEPS, C = OPTIMIZER.COSINE_STEPS) is <= 0. A class, not a lambda, so that
+    the scheduler's state dict stays picklable."""
 
-    def __init__(self, steps: int):
-        self.steps = int(steps)
+    def __init__(self, warmup_steps: int = 0, cosine_steps: int = 0):
+        self.warmup_steps = int(warmup_steps)
+        self.cosine_steps = int(cosine_steps)
 
     def __call__(self, step: int) -> float:
-        return min(1.0, (step + 1) / self.steps)
+        f = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        if self.cosine_steps > 0:
+            f *= 0.5 * (1.0 + math.cos(math.pi * min(step, self.cosine_steps) / self.cosine_steps))
+        return f
 
 
 def _concat(outs: list[dict[str, Any]]) -> dict[str, Any]:

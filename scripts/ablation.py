@@ -37,6 +37,7 @@ Each table goes between its marker comments in ``--doc`` (the prose around them 
         [--pretrain-epochs 10] [--start-dsr -1] [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
         [--protocols 2d-only mixed] [--mixed-epochs 1] [--mixed-variants mixed mixed+dsr]
         [--domain-b dsr_data/dataset_folders/synthetic_b] [--n-b-train 2000] [--n-b-test 500]
+        [--finetune-opts KEY VALUE ...]   (overrides of the runs from the start; default: constant LR 1e-4)
         [--opts KEY VALUE ...]   (extra overrides for every run, e.g. TRAINER.ACCELERATOR gpu)
 """
 from __future__ import annotations
@@ -62,6 +63,9 @@ VARIANTS = {
     "2d+dsr, image IoU": [*BOTH, "DSR.MC_IOU_MODE", "image"],
     "2d+dsr, nearest masks": [*BOTH, "DSR.MASK_WARP_NEAREST", "True"],
 }
+# the runs from the start fine-tune at a constant LR, as the original does (the quickstart config's
+# warm-up and cosine decay are for training from random weights)
+FINETUNE = ["OPTIMIZER.LR", "1e-4", "OPTIMIZER.WARMUP_STEPS", "0", "OPTIMIZER.COSINE_STEPS", "0"]
 MIXED_VARIANTS = {"mixed": VARIANTS["2d-only"], "mixed+dsr": BOTH}
 METRICS = ("mpjpe", "pa_mpjpe", "pve")
 MIXED_KEYS = ("imgname", "center", "scale", "part", "openpose", "S", "pose", "shape", "gender")
@@ -180,14 +184,15 @@ def protocol_2d_only(a, start_rows, start_opts, pre_s, command) -> str:
     for variant in a.variants:
         for seed in a.seeds:
             opts = ["DATASET.IGNORE_3D", "True", "SEED_VALUE", str(seed), "TRAINING.MAX_EPOCHS", str(a.epochs),
-                    "DSR.START_DSR", str(a.start_dsr), *COMMON, *start_opts, *VARIANTS[variant], *a.opts]
+                    "DSR.START_DSR", str(a.start_dsr), *COMMON, *start_opts, *VARIANTS[variant], *a.finetune_opts, *a.opts]
             run_dir = os.path.join(a.out_dir, run_dir_name(variant, seed))
             results.setdefault(variant, []).append(train_run(a.cfg, run_dir, opts, f"{variant}, seed {seed}"))
             run_s += run_seconds(run_dir)
     start = (f"from the 3D-supervised start (`{os.path.relpath(a.out_dir, REPO)}/pretrain-3d`: {a.pretrain_epochs} epochs with "
              f"3D joints and SMPL parameters, DSR off), " if a.pretrain_epochs > 0 else "from scratch, ")
     header = (f"## Table\n\n`{command}` — base "
-              f"config `{os.path.relpath(a.cfg, REPO)}`, {start}{a.epochs} epochs of 2D-only training per run, "
+              f"config `{os.path.relpath(a.cfg, REPO)}`, {start}{a.epochs} epochs of 2D-only training per run "
+              f"(`{' '.join(a.finetune_opts)}`), "
               f"seeds {a.seeds}, mean ± std over seeds, `synthetic-test` "
               f"({next(iter(results.values()))[0]['num_samples']} samples, 3DPW protocol). "
               f"Wall time of the runs: {pre_s:.0f} s for the start, {run_s:.0f} s for the "
@@ -236,13 +241,14 @@ def protocol_mixed(a, start_rows, start_opts, pre_s, command) -> str:
     for variant in a.mixed_variants:
         for seed in a.seeds:
             opts = ["SEED_VALUE", str(seed), "TRAINING.MAX_EPOCHS", str(a.mixed_epochs), "DSR.START_DSR", str(a.start_dsr),
-                    *COMMON, *start_opts, *MIXED_VARIANTS[variant], *a.opts, *data_opts]
+                    *COMMON, *start_opts, *MIXED_VARIANTS[variant], *a.finetune_opts, *a.opts, *data_opts]
             run_dir = os.path.join(a.out_dir, run_dir_name(variant, seed))
             results.setdefault(variant, []).append(train_run(a.cfg, run_dir, opts, f"{variant}, seed {seed}"))
             run_s += run_seconds(run_dir)
     n_a, n_b = (len(np.load(p)["imgname"]) for p in (dataset_npz_path(cfg, ds, True), b_train))
     header = (f"## Table: 3D on part A, 2D-only on domain b\n\n`{command}` — base config "
-              f"`{os.path.relpath(a.cfg, REPO)}`, from the start above; {a.mixed_epochs} epoch(s) per run on "
+              f"`{os.path.relpath(a.cfg, REPO)}`, from the start above; {a.mixed_epochs} epoch(s) per run "
+              f"(`{' '.join(a.finetune_opts)}`) on "
               f"`{os.path.relpath(npz, REPO)}` ({n_a} people of part A with 3D supervision + {n_b} of domain b "
               f"with 2D keypoints and masks only), seeds {a.seeds}, mean ± std over seeds; tested on domain b's "
               f"test people (`{os.path.relpath(b_test, REPO)}`, {next(iter(results.values()))[0]['num_samples']} "
@@ -269,6 +275,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-b-test", type=int, default=500)
     p.add_argument("--out-dir", default=os.path.join(REPO, "logs", "ablation"))
     p.add_argument("--doc", default=os.path.join(REPO, "docs", "ablation.md"))
+    p.add_argument("--finetune-opts", nargs="+", default=FINETUNE, metavar="KEY VALUE",
+                   help="overrides of every run from the start (not of the start itself); default: "
+                        + " ".join(FINETUNE))
     p.add_argument("--opts", nargs="+", default=[])
     a = p.parse_args(argv)
 

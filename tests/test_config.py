@@ -55,7 +55,7 @@ ADDED = {
     "TRAINER": {"ACCELERATOR": "auto", "DEVICES": 1, "STRATEGY": "auto", "PRECISION": "32"},
     "DATASET": {"MAX_MISSING_MASK_FRACTION": 0.01},
     "TRAINING": {"MAX_STEPS": -1},
-    "OPTIMIZER": {"WARMUP_STEPS": 0, "GRAD_CLIP_NORM": 0.0},  # both off: the original's constant LR, no clipping
+    "OPTIMIZER": {"WARMUP_STEPS": 0, "COSINE_STEPS": 0, "GRAD_CLIP_NORM": 0.0},  # all off: the original's constant LR, no clipping
 }
 RELEASE_TRAIN = {
     "LOG_DIR": "logs", "EXP_NAME": "dsr_train", "METHOD": "dsr", "RUN_TEST": False, "SEED_VALUE": -1,

@@ -393,3 +393,31 @@ def test_evaluate_equals_the_lightning_test_pass(data_root, tmp_path):
     for k in ("mpjpe", "pa_mpjpe", "pve", "num_samples"):
         assert direct[k] == pytest.approx(module.last_eval[k], rel=1e-6)
     assert direct["num_samples"] == 6
+
+
+def test_lr_factor_warmup_times_cosine_by_hand():
+    """LRFactor(W, C): step t runs at min(1, (t + 1) / W) * (1 + cos(pi * min(t, C) / C)) / 2."""
+    from dsr.lightning_module import LRFactor
+
+    assert [LRFactor(0, 0)(t) for t in (0, 5, 1000)] == [1.0, 1.0, 1.0]
+    assert [LRFactor(4, 0)(t) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    f = LRFactor(0, 8)
+    # cos(0) = 1, cos(pi / 2) = 0 at t = 4, cos(pi) = -1 at t = 8 and after
+    assert f(0) == 1.0 and f(4) == pytest.approx(0.5) and f(8) == pytest.approx(0.0) and f(20) == pytest.approx(0.0)
+    assert f(2) == pytest.approx((1 + 2 ** -0.5) / 2)
+    g = LRFactor(4, 8)
+    assert g(1) == pytest.approx(0.5 * (1 + np.cos(np.pi / 8)) / 2)
+    assert g(6) == pytest.approx((1 + np.cos(np.pi * 6 / 8)) / 2)
+
+
+def test_cosine_schedule_reaches_the_optimizer(data_root, tmp_path):
+    """OPTIMIZER.COSINE_STEPS alone (no warm-up) schedules the LR the training steps run with."""
+    from dsr.lightning_module import DSRModule
+
+    lr = 1e-3
+    over = {"OPTIMIZER.LR": lr, "OPTIMIZER.COSINE_STEPS": 4, "TRAINING.MAX_STEPS": 5, "TRAINING.MAX_EPOCHS": 100,
+            "TRAINING.LIMIT_TRAIN_BATCHES": 4, "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100}
+    rec = _LrRecorder()
+    build_trainer(make_cfg(data_root, tmp_path, **over), extra_callbacks=[rec]).fit(DSRModule(make_cfg(data_root, tmp_path, **over)))
+    want = [lr * (1 + np.cos(np.pi * min(t, 4) / 4)) / 2 for t in range(5)]
+    assert rec.lrs == pytest.approx(want, abs=1e-12)
