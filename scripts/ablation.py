@@ -34,7 +34,7 @@ inspected, resumed or re-run alone); a finished run is not re-run (delete its fo
 Each table goes between its marker comments in ``--doc`` (the prose around them is kept).
 
     python scripts/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 2]
-        [--pretrain-epochs 10] [--start-dsr -1] [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
+        [--pretrain-epochs 18] [--start-dsr -1] [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
         [--protocols 2d-only mixed] [--mixed-epochs 1] [--mixed-variants mixed mixed+dsr]
         [--domain-b dsr_data/dataset_folders/synthetic_b] [--n-b-train 2000] [--n-b-test 500]
         [--finetune-opts KEY VALUE ...]   (overrides of the runs from the start; default: constant LR 1e-4)
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", default=os.path.join(REPO, "configs", "quickstart_train.cfg"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=2, help="2D-only epochs of every variant")
-    p.add_argument("--pretrain-epochs", type=int, default=10,
+    p.add_argument("--pretrain-epochs", type=int, default=18,
                    help="epochs of the 3D-supervised start (seed 0, DSR off); 0: every variant from scratch")
     p.add_argument("--start-dsr", type=int, default=-1, help="DSR.START_DSR for the DSR variants")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
