@@ -361,10 +361,13 @@ def test_grad_clip_bounds_the_norm_at_the_optimizer_step(data_root, tmp_path, mo
     seen = []
     orig = torch.optim.Adam.step
 
-    def step(self, *args, **kwargs):
+    def step(self, closure=None):
+        # Lightning passes the forward + backward (+ clipping) as the closure: run it first, then
+        # measure the gradients the update is about to use
+        loss = closure() if closure is not None else None
         g = [p.grad for grp in self.param_groups for p in grp["params"] if p.grad is not None]
         seen.append(float(sum((x.double() ** 2).sum() for x in g) ** 0.5))
-        return orig(self, *args, **kwargs)
+        return orig(self, closure=lambda: loss)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
     cfg = make_cfg(data_root, tmp_path, **{"OPTIMIZER.GRAD_CLIP_NORM": clip, "TRAINING.MAX_STEPS": 2,
