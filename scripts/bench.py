@@ -7,7 +7,7 @@
 
 Settings: without --backbone / --img-res / --batch-size both of these are measured (each in its own
 subprocess, so that peak memories do not mix):
-  quickstart  the config as it is (configs/quickstart_train.cfg: resnet18, 128 px, B = 32), --steps steps
+  quickstart  the config as it is (configs/quickstart_train.cfg: resnet18, 64 px, B = 32), --steps steps
   release     the original's resnet50, 224 px, B = 32, --release-steps steps (fewer: slow on CPU)
 With any of the three options one custom setting (the config with those overrides) is measured.
 The focal length follows the crop: 5000 * IMG_RES / 224 (the quickstart config's own rule), so the
