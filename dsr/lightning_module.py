@@ -171,7 +171,7 @@ class DSRModule(pl.LightningModule):
         opt = torch.optim.Adam(self.model.parameters(), lr=O.LR, weight_decay=O.WD)
         if O.WARMUP_STEPS <= 0 and O.COSINE_STEPS <= 0:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, LRFactor(O.WARMUP_STEPS, O.COSINE_STEPS))
+        sched = _ConfigLambdaLR(opt, LRFactor(O.WARMUP_STEPS, O.COSINE_STEPS))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def on_before_optimizer_step(self, optimizer):
@@ -360,6 +360,22 @@ class DSRModule(pl.LightningModule):
 
     def test_dataloader(self):
         return val_dataloader(self.cfg, build_val_dataset(self.cfg))
+
+
+class _ConfigLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR whose factor always comes from the config: a resumed run restores the step count
+    from the checkpoint but not the stored factor's attributes (torch's LambdaLR would copy them
+    over the config's, so that a changed OPTIMIZER.WARMUP_STEPS / COSINE_STEPS had no effect).
+    Lightning restores the optimizer before the scheduler, so the LR set here is the one used."""
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        state_dict.pop("lr_lambdas", None)
+        super().load_state_dict({**state_dict, "lr_lambdas": [None] * len(self.lr_lambdas)})
+        # the optimizer's restored LR is the stored factor's: set the config's for the next step
+        for group, base, fn in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas):
+            group["lr"] = base * fn(self.last_epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 class LRFactor:

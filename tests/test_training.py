@@ -424,3 +424,24 @@ def test_cosine_schedule_reaches_the_optimizer(data_root, tmp_path):
     build_trainer(make_cfg(data_root, tmp_path, **over), extra_callbacks=[rec]).fit(DSRModule(make_cfg(data_root, tmp_path, **over)))
     want = [lr * (1 + np.cos(np.pi * min(t, 4) / 4)) / 2 for t in range(5)]
     assert rec.lrs == pytest.approx(want, abs=1e-12)
+
+
+def test_resume_takes_the_schedule_from_the_config(data_root, tmp_path):
+    """A resumed run keeps the step count of last.ckpt but its LR factor follows the current config
+    (torch's LambdaLR alone would copy the stored factor's lengths over the config's)."""
+    from dsr.lightning_module import DSRModule
+
+    lr = 1e-3
+    over = {"OPTIMIZER.LR": lr, "OPTIMIZER.COSINE_STEPS": 2, "TRAINING.MAX_STEPS": 2, "TRAINING.MAX_EPOCHS": 100,
+            "TRAINING.LIMIT_TRAIN_BATCHES": 4, "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100}
+    cfg = make_cfg(data_root, tmp_path, **over)
+    cfg.LOG_DIR = str(tmp_path / "first")
+    build_trainer(cfg).fit(DSRModule(cfg))  # the cosine reaches 0 at step 2
+    last = os.path.join(cfg.LOG_DIR, "checkpoints", "last.ckpt")
+    cfg2 = make_cfg(data_root, tmp_path, **{**over, "OPTIMIZER.COSINE_STEPS": 0, "OPTIMIZER.WARMUP_STEPS": 4,
+                                            "TRAINING.MAX_STEPS": 4})
+    cfg2.LOG_DIR = str(tmp_path / "second")
+    rec = _LrRecorder()
+    build_trainer(cfg2, extra_callbacks=[rec]).fit(DSRModule(cfg2), ckpt_path=last)
+    # steps 2 and 3 under the new config: warm-up 3/4 and 4/4, no cosine (the stored one gave 0)
+    assert rec.lrs == pytest.approx([lr * 3 / 4, lr])
