@@ -331,3 +331,29 @@ def test_per_row_has_pose_3d(tmp_path):
     cfg.DATASET.IGNORE_3D = True
     cfg.PATHS.TRAIN_FILES["synthetic"] = "with.npz"
     assert [float(BaseDataset(cfg, "synthetic")[i]["has_pose_3d"]) for i in range(n)] == [0.0, 0.0, 0.0]
+
+
+def test_min_pixels_scale_with_res_by_hand():
+    """DSR.MIN_PIXELS_SCALE_WITH_RES: the original's 60 pixels at 224 px, 60 * (res / 224)^2 at res;
+    off: 60 at any res. A 64-px label map with a 10-pixel arm: valid only with the scaled threshold."""
+    from dsr.data import graphonomy as G
+
+    assert G.min_pixels(60, 224, True) == 60 and G.min_pixels(60, 64, False) == 60
+    assert G.min_pixels(60, 64, True) == pytest.approx(60 * 64 * 64 / 224 / 224)  # 4.90
+    labels = np.zeros((64, 64), np.int64)
+    labels[0, :10] = 14  # leftArm, 10 pixels
+    labels[5:20, 5:20] = 5  # upper clothes, 225 pixels
+    labels[30, :3] = 9  # pants, 3 pixels
+    _, valid = G.dsr_mc_target(labels)
+    assert valid.sum() == 0
+    mask, valid = G.dsr_mc_target(labels, G.min_pixels(60, 64, True))
+    assert valid.tolist() == [0, 0, 1, 0, 0] and mask.sum() == 10
+    merged = G.merge_dsr_c_labels(labels)
+    w_orig = G.dsr_c_class_weights(merged)
+    w_scaled = G.dsr_c_class_weights(merged, min_px=G.min_pixels(60, 64, True))
+    c_arm, c_upper, c_pants = (int(G.DSR_C_MERGE[k]) for k in (14, 5, 9))
+    # unscaled: only upper clothes (225 > 60) counts, its weight 225 / 225; scaled: the arm (10) and
+    # upper clothes count, pants (3 < 4.9) does not; m = 10 -> weights 10/10 and 10/225
+    assert w_orig[c_upper] == 1 and w_orig[c_arm] == 0
+    assert w_scaled[c_arm] == pytest.approx(1.0) and w_scaled[c_upper] == pytest.approx(10 / 225)
+    assert w_scaled[c_pants] == 0

@@ -178,6 +178,11 @@ class BaseDataset(Dataset):
         self.with_dist_mat = self.with_dsr_targets and cfg.DSR.DSR_MC_LOSS_TYPE == "DistM"
         self.swap_lr_masks = bool(cfg.DSR.FLIP_SWAP_LR_MASKS)
         self.mask_warp_nearest = bool(cfg.DSR.MASK_WARP_NEAREST)
+        # the original's 60-pixel thresholds of the DSR targets (224-px crops), or the same share of
+        # the crop at DATASET.IMG_RES (DSR.MIN_PIXELS_SCALE_WITH_RES)
+        scale_px = bool(cfg.DSR.MIN_PIXELS_SCALE_WITH_RES)
+        self.mc_min_px = G.min_pixels(G.DSR_MC_MIN_PIXELS, cfg.DATASET.IMG_RES, scale_px)
+        self.c_min_px = G.min_pixels(G.DSR_C_MIN_PIXELS, cfg.DATASET.IMG_RES, scale_px)
         self.max_missing_mask_fraction = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
         self._rng = ProcessRng(rng, salt=())
 
@@ -365,9 +370,9 @@ class BaseDataset(Dataset):
         labels = np.where(inside, labels, 0)
         known = known | ~inside
 
-        mc_mask, mc_valid = G.dsr_mc_target(labels)
+        mc_mask, mc_valid = G.dsr_mc_target(labels, self.mc_min_px)
         merged = G.merge_dsr_c_labels(labels)
-        weights = G.dsr_c_class_weights(merged, counted=known)
+        weights = G.dsr_c_class_weights(merged, counted=known, min_px=self.c_min_px)
         out = {
             "grph_dsr_mc_label": torch.from_numpy(mc_mask),
             "grph_dsr_c_label": torch.from_numpy(merged.astype(np.int64)),

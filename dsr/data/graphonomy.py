@@ -149,20 +149,28 @@ def remove_background(labels: np.ndarray, keypoints: np.ndarray, **kwargs) -> np
     return out
 
 
-def dsr_mc_target(labels: np.ndarray):
+def min_pixels(base: float, img_res: int, scale_with_res: bool) -> float:
+    """A pixel-count threshold of the original (``base``, for its 224-px crops), unchanged by
+    default; with ``scale_with_res`` (DSR.MIN_PIXELS_SCALE_WITH_RES) the same share of the crop at
+    ``img_res``: base * (img_res / 224)^2 (identical at 224)."""
+    return base * (img_res / 224.0) ** 2 if scale_with_res else base
+
+
+def dsr_mc_target(labels: np.ndarray, min_px: float = DSR_MC_MIN_PIXELS):
     """DSR-MC target of one label map.
 
     Args:
         labels: (H, W) int labels 0..19 (after cropping and background removal).
+        min_px: a label must have more pixels than this (the original: 60, see :func:`min_pixels`).
     Returns:
         mask (H, W) float32: 1 at the pixels of the *valid* MC labels, else 0;
         valid (5,) float32: label k of [leftShoe, rightShoe, leftArm, rightArm, face] is valid
-        when it has more than 60 pixels.
+        when it has more than ``min_px`` pixels.
     """
     labels = np.asarray(labels)
     counts = np.bincount(labels.ravel(), minlength=NUM_LABELS)
     mc = np.asarray(DSR_MC_LABELS)
-    valid = counts[mc] > DSR_MC_MIN_PIXELS
+    valid = counts[mc] > min_px
     mask = np.isin(labels, mc[valid]).astype(np.float32)
     return mask, valid.astype(np.float32)
 
@@ -185,7 +193,8 @@ def merge_dsr_c_labels(labels: np.ndarray) -> np.ndarray:
     return DSR_C_MERGE[labels]
 
 
-def dsr_c_class_weights(merged: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
+def dsr_c_class_weights(merged: np.ndarray, counted: np.ndarray | None = None,
+                        min_px: float = DSR_C_MIN_PIXELS) -> np.ndarray:
     """Per-sample DSR-C class weights (§3.2 step 4).
 
     count_c = pixels of class c (only pixels where ``counted`` is True, if given: the original
@@ -196,17 +205,18 @@ def dsr_c_class_weights(merged: np.ndarray, counted: np.ndarray | None = None) -
     Args:
         merged: (H, W) int classes 0..7.
         counted: optional (H, W) bool.
+        min_px: the 60 above (the original's; see :func:`min_pixels`).
     Returns:
-        (8,) float32 (all zeros if no class reaches 60 pixels).
+        (8,) float32 (all zeros if no class reaches ``min_px`` pixels).
     """
     merged = np.asarray(merged)
     vals = merged.ravel() if counted is None else merged[np.asarray(counted, dtype=bool)]
     counts = np.bincount(vals, minlength=NUM_C_CLASSES).astype(np.float64)
-    big = counts >= DSR_C_MIN_PIXELS
+    big = counts >= min_px
     if not big.any():
         return np.zeros(NUM_C_CLASSES, dtype=np.float32)
     m = counts[big].min()
-    w = np.where(counts > DSR_C_MIN_PIXELS, m / np.maximum(counts, 1.0), 0.0)
+    w = np.where(counts > min_px, m / np.maximum(counts, 1.0), 0.0)
     return w.astype(np.float32)
 
 
