@@ -260,7 +260,7 @@ def mask_statistics(rep, cfg, name, root, imgnames, rows):
         mc_empty += float(item["valid_labels_dsr_mc"].sum()) == 0
         c_empty += float(item["dsr_c_class_weight"][1:].sum()) == 0
     detail = (f"of {done} sampled rows, DSR-MC target empty {mc_empty} ({100 * mc_empty / max(1, done):.1f}%), "
-              f"DSR-C target empty (no foreground class > 60 px) {c_empty} ({100 * c_empty / max(1, done):.1f}%)")
+              f"DSR-C target empty (no foreground class > {ds.c_min_px:g} px) {c_empty} ({100 * c_empty / max(1, done):.1f}%)")
     if errors:
         detail += f"; {len(errors)} rows failed: " + "; ".join(errors[:3])
     ok = not errors and not (done and mc_empty == done)
