@@ -96,10 +96,10 @@ def build_mixed(a_root: str, a_npz: str, b_root: str, b_npz: str, out_dir: str) 
         out[k] = np.concatenate([a[k], np.zeros_like(b[k]) if k in ("S", "pose", "shape") else b[k]])
     out["has_smpl"] = np.concatenate([np.ones(na, np.float32), np.zeros(nb, np.float32)])
     out["has_pose_3d"] = out["has_smpl"].copy()
-    path = os.path.join(out_dir, "mixed_train.npz")
-    np.savez(path + ".tmp.npz", **out)
-    os.replace(path + ".tmp.npz", path)
-    return out_dir, path
+    sys.path.insert(0, REPO)
+    from dsr.data.preprocess.common import save_npz_atomic
+
+    return out_dir, save_npz_atomic(os.path.join(out_dir, "mixed_train.npz"), **out)
 
 
 def run_dir_name(variant: str, seed: int) -> str:

@@ -55,10 +55,10 @@ def write_train_probe(train_npz: str, rows: int, path: str) -> int:
     if missing:
         raise SystemExit(f"learning_curve: {train_npz} lacks {missing}: the training probe needs SMPL "
                          "parameters and genders (the synthetic-test protocol)")
+    from dsr.data.preprocess.common import save_npz_atomic
+
     n = min(rows, len(d["imgname"]))
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **{k: d[k][:n] for k in PROBE_KEYS if k in d.files})
-    os.replace(tmp, path)
+    save_npz_atomic(path, **{k: d[k][:n] for k in PROBE_KEYS if k in d.files})
     return n
 
 
