@@ -182,6 +182,7 @@ def _hmr_loss_block() -> CN:
     node.OPENPOSE_TRAIN_WEIGHT = 0.0  # confidence multiplier of the 25 OpenPose keypoints
     node.GT_TRAIN_WEIGHT = 1.0  # confidence multiplier of the 24 GT keypoints
     node.LOSS_WEIGHT = 60.0  # global multiplier of the total loss
+    node.HEAD_DROPOUT = 0.5  # added: dropout after the HMR head's fc1 and fc2 (0.5 in the original)
     return node
 
 

@@ -51,7 +51,9 @@ ADDED = {
         "JOINT_REGRESSOR_H36M": "dsr_data/J_regressor_h36m.npy",
         "SEMANTIC_PRIOR": "dsr_data/semantic_prior.npy", "DATASET_NPZ_PATH": "dsr_data/dataset_extras",
     },
-    "DSR": {"FLIP_SWAP_LR_MASKS": False, "MASK_WARP_NEAREST": False, "MIN_PIXELS_SCALE_WITH_RES": False, "MC_IOU_MODE": "row", "RENDER_BACKEND": "auto"},
+    "DSR": {"FLIP_SWAP_LR_MASKS": False, "MASK_WARP_NEAREST": False, "MIN_PIXELS_SCALE_WITH_RES": False, "MC_IOU_MODE": "row",
+            "RENDER_BACKEND": "auto", "HEAD_DROPOUT": 0.5},
+    "SPIN": {"HEAD_DROPOUT": 0.5},  # the original's nn.Dropout(0.5) after fc1 and fc2
     "TRAINER": {"ACCELERATOR": "auto", "DEVICES": 1, "STRATEGY": "auto", "PRECISION": "32"},
     "DATASET": {"MAX_MISSING_MASK_FRACTION": 0.01},
     "TRAINING": {"MAX_STEPS": -1},

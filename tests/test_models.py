@@ -180,6 +180,22 @@ def test_hmr_from_cfg(toy):
     m = HMR(cfg)
     assert m.backbone.name == "resnet18" and m.focal_length == cfg.DATASET.FOCAL_LENGTH
     assert m.body.J_regressor_h36m is not None
+    assert m.head.drop1.p == 0.5 and m.head.drop2.p == 0.5  # the original's head
+    cfg.DSR.HEAD_DROPOUT = 0.0
+    cfg.SPIN.HEAD_DROPOUT = 0.3  # the other method's block is not read
+    m0 = HMR(cfg)
+    assert m0.head.drop1.p == 0.0 and m0.head.drop2.p == 0.0
+    # without dropout the training-mode head is deterministic and equals the eval-mode head;
+    # with the original's 0.5 the training-mode output differs from the eval-mode one
+    m0.head.train()
+    feats = torch.randn(2, m0.backbone.out_channels, 2, 2)
+    for dec in (m0.head.decpose, m0.head.decshape, m0.head.deccam):
+        torch.nn.init.normal_(dec.weight, std=0.01)
+    out_train = m0.head(feats)["pred_pose_6d"]
+    torch.testing.assert_close(out_train, m0.head.eval()(feats)["pred_pose_6d"])
+    m.head.load_state_dict(m0.head.state_dict())
+    torch.manual_seed(0)
+    assert not torch.allclose(m.head.train()(feats)["pred_pose_6d"], out_train)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -45,6 +45,7 @@ class HMR(nn.Module):
         focal_length: float = 5000.0,
         img_res: int = 224,
         num_betas: int = 10,
+        head_dropout: float = 0.5,
         pretrained: Optional[str] = None,
         load_pretrained: bool = True,
     ):
@@ -60,6 +61,7 @@ class HMR(nn.Module):
             focal_length = float(cfg.DATASET.FOCAL_LENGTH)
             img_res = int(cfg.DATASET.IMG_RES)
             pretrained = cfg.TRAINING.PRETRAINED
+            head_dropout = float(block.HEAD_DROPOUT)
         if smpl_model_dir is None:
             raise ValueError("HMR: smpl_model_dir is required (PATHS.SMPL_MODEL_DIR)")
         if not extra_regressor:
@@ -69,7 +71,7 @@ class HMR(nn.Module):
         self.body = build_body_model(smpl_model_dir, "neutral", extra_regressor, h36m_regressor, num_betas=num_betas)
         self.backbone = build_backbone(backbone, backbone_weights)
         self.head = HMRHead(self.backbone.out_channels, mean_params, num_joints=self.body.num_joints,
-                            num_betas=num_betas)
+                            num_betas=num_betas, dropout=head_dropout)
         self.load_report: Optional[LoadReport] = None
         if pretrained and load_pretrained:
             self.load_report = self.load_pretrained(pretrained)
