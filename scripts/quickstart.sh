@@ -2,7 +2,8 @@
 # The main job on the embedded default, from a fresh clone: set up the environment, build the
 # free body assets and the synthetic data if absent, evaluate the mean-parameter baseline, train
 # (configs/quickstart_train.cfg), evaluate the trained checkpoint (configs/quickstart_eval.cfg),
-# and print MPJPE / PA-MPJPE / PVE on synthetic-test. About 13-15 minutes on 2 CPU cores.
+# and print MPJPE / PA-MPJPE / PVE on synthetic-test. About 13-15 minutes on 2 CPU cores
+# (measured on the faster of two machines; 27.5 min on one that computed 2.3x slower).
 #   bash scripts/quickstart.sh            (QUICKSTART_DIR=... to choose where the runs go)
 set -euo pipefail
 # idle OpenMP threads sleep instead of spinning: the DataLoader workers share the 2 cores
