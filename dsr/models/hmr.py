@@ -1,6 +1,6 @@
 """HMR: backbone + iterative regressor + SMPL body model (reference §2.1-§2.3).
 
-``HMR(cfg)`` reads ``cfg.METHOD`` ('dsr' -> ``cfg.DSR``, else ``cfg.SPIN``) for ``BACKBONE``;
+``HMR(cfg)`` reads ``cfg.METHOD`` ('dsr' -> ``cfg.DSR``, else ``cfg.SPIN``) for ``BACKBONE`` and ``HEAD_DROPOUT``;
 ``cfg.PATHS.BACKBONE_WEIGHTS[<backbone without -conv/-interp>]`` (initial weights: ImageNet for ResNets,
 COCO pose-HRNet for HRNets; '' = random), ``cfg.PATHS.SMPL_MODEL_DIR``,
 ``cfg.PATHS.SMPL_MEAN_PARAMS``, ``cfg.PATHS.JOINT_REGRESSOR_TRAIN_EXTRA``,
