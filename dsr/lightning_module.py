@@ -101,10 +101,8 @@ class DSRModule(pl.LightningModule):
             return self._body(gender)(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas.float())
 
     def start_dsr(self) -> bool:
-        if self.cfg.METHOD != "dsr":
-            return False
-        start = self.cfg.DSR.START_DSR
-        return True if start < 0 else self.current_epoch > start
+        # the loss holds DSR.START_DSR and the original's gate (epoch > START_DSR; -1 = always)
+        return self.cfg.METHOD == "dsr" and self.loss_fn.dsr_active(self.current_epoch)
 
     # ------------------------------------------------------------------ training
     def forward(self, images):
