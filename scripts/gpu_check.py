@@ -8,9 +8,9 @@
 env      versions of Python, torch, CUDA and every package the project imports (marked "(bundle)"
          when imported from $GPU_CHECK_SITE, the unpacked bundle), the GPU (torch and nvidia-smi).
 agree    the render backends against each other and across devices, on the SMPL-sized free body
-         (the scene of scripts/bench_render.py: scales 0.7-1.1, 9 DSR channels of the semantic
+         (the scene of benchmarks/bench_render.py: scales 0.7-1.1, 9 DSR channels of the semantic
          prior), forward + backward of DSR-MC (row nIOU) + DSR-C against a fixed target (the
-         reference render's own MC mask and class argmax shifted by 3 px, as scripts/k_study.py):
+         reference render's own MC mask and class argmax shifted by 3 px, as studies/k_study.py):
            window CPU vs window DEVICE, pytorch3d CPU vs pytorch3d DEVICE   (--batch, --img-res)
            pytorch3d (K = DSR.FACES_PER_PIXEL) vs window on DEVICE          (--cross-batch, --cross-res)
          Per comparison: max and mean |feature difference| over the covered pixels (reference
@@ -42,7 +42,7 @@ import xml.etree.ElementTree as ET
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 MODULES = ("torch", "torchvision", "pytorch_lightning", "pytorch3d", "smplx", "yacs", "loguru", "roma", "iopath",
            "cv2", "scipy", "numpy", "tensorboard", "yaml", "tqdm", "pytest")
@@ -485,7 +485,7 @@ def summary(work: str, out: str, device: str, mode: str, budget: float) -> str:
     L.append("")
 
     # 3. training-step split
-    L += _section_head("3. Training-step split (scripts/bench.py)", steps,
+    L += _section_head("3. Training-step split (benchmarks/bench.py)", steps,
                        ["bench_fp32", "bench_amp", "bench_hrnet"])
     results["bench"] = {}
     for key, title in (("fp32", "ResNet-50, fp32"), ("amp", "ResNet-50, 16-mixed"), ("hrnet", "HRNet-W32, fp32")):

@@ -1,4 +1,4 @@
-"""scripts/ablation.py: the per-variant reduction and the table (values by hand)."""
+"""studies/ablation.py: the per-variant reduction and the table (values by hand)."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("ablation", os.path.join(REPO, "scripts", "ablation.py"))
+spec = importlib.util.spec_from_file_location("ablation", os.path.join(REPO, "studies", "ablation.py"))
 ablation = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ablation)
 

@@ -1,4 +1,4 @@
-"""scripts/bench.py: the ratio / table helpers and the doc update (pure functions, no measurement)."""
+"""benchmarks/bench.py: the ratio / table helpers and the doc update (pure functions, no measurement)."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "bench.py")
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench.py")
 _spec = importlib.util.spec_from_file_location("dsr_bench_script", _PATH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)

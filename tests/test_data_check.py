@@ -1,4 +1,4 @@
-"""scripts/check_data.py on a tiny fake data tree: every problem is named, a clean tree passes."""
+"""tools/check_data.py on a tiny fake data tree: every problem is named, a clean tree passes."""
 import importlib.util
 import os
 
@@ -12,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
+    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "tools", "check_data.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

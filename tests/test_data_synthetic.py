@@ -14,7 +14,7 @@ J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 FREE_BODY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dsr", "assets", "free_body")
 HAVE_BODY = os.path.isfile(os.path.join(FREE_BODY, "smpl", "SMPL_NEUTRAL.npz")) and os.path.isfile(
     os.path.join(FREE_BODY, "face_parts.npy"))
-needs_body = pytest.mark.skipif(not HAVE_BODY, reason="free body assets not built (scripts/build_free_body.py)")
+needs_body = pytest.mark.skipif(not HAVE_BODY, reason="free body assets not built (tools/build_free_body.py)")
 
 
 def test_joint_limits_mirrored():
@@ -193,7 +193,7 @@ def test_focal_range_option_reaches_the_renderer(monkeypatch):
     from dsr.data.synthetic import SynthSettings, load_body_models, render_batch
 
     spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "scripts", "make_synthetic.py"))
+        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "tools", "make_synthetic.py"))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     seen = {}
@@ -300,7 +300,7 @@ def test_domain_b_render_reproducible_and_other_people(body, tmp_path):
         np.testing.assert_array_equal(x["labels"], y["labels"])
     assert not np.allclose(b1[0]["shape"], a1[0]["shape"])
     spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "scripts", "make_synthetic.py"))
+        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "tools", "make_synthetic.py"))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     cli.main(["--out", str(tmp_path), "--n-train", "2", "--n-test", "1", "--domain", "b", "--workers", "1"])

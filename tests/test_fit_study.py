@@ -1,4 +1,4 @@
-"""scripts/fit_study.py's pieces: HMR.decode with another body (projection by hand) and the
+"""studies/fit_study.py's pieces: HMR.decode with another body (projection by hand) and the
 fitting loop (a known camera is found)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dsr.losses import DSRLoss
 from dsr.models import HMR
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("fit_study", os.path.join(REPO, "scripts", "fit_study.py"))
+spec = importlib.util.spec_from_file_location("fit_study", os.path.join(REPO, "studies", "fit_study.py"))
 fit_study = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fit_study)
 BODY = os.path.join(REPO, "dsr", "assets", "free_body")

@@ -1,4 +1,4 @@
-"""scripts/learning_curve.py: probes at the asked steps, the train probe, the mean row, resume."""
+"""studies/learning_curve.py: probes at the asked steps, the train probe, the mean row, resume."""
 from __future__ import annotations
 
 import importlib.util
@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from test_training import copy_free_body, make_cfg  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("learning_curve", os.path.join(REPO, "scripts", "learning_curve.py"))
+spec = importlib.util.spec_from_file_location("learning_curve", os.path.join(REPO, "studies", "learning_curve.py"))
 lc = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(lc)
 

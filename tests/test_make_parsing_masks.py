@@ -1,4 +1,4 @@
-"""scripts/make_parsing_masks.py and dsr.parsing.masks: palette PNGs, crop / paste-back geometry,
+"""tools/make_parsing_masks.py and dsr.parsing.masks: palette PNGs, crop / paste-back geometry,
 end to end with the real SCHP network (random weights) on synthetic training images, resume after
 a kill, failures.csv, foreign weights, DDP on two CPU processes, and a short DSR training run that
 reads the masks."""
@@ -28,7 +28,7 @@ FAST = ["--parser", "schp-lip", "--random-weights", "--scales", "0.25", "--no-fl
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_parsing_masks", os.path.join(REPO, "scripts", "make_parsing_masks.py"))
+    spec = importlib.util.spec_from_file_location("make_parsing_masks", os.path.join(REPO, "tools", "make_parsing_masks.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -250,7 +250,7 @@ def test_image_folder_mode(tmp_path, synthetic_small):
 def test_ddp_two_cpu_processes_write_each_share(tmp_path, synthetic_small):
     root, npz, rows = _dataset(tmp_path, synthetic_small, n=3)
     env = dict(os.environ, PL_DISABLE_FORK="1", PYTHONPATH=REPO)
-    res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_parsing_masks.py"), *FAST,
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_parsing_masks.py"), *FAST,
                           "--devices", "2", "--npz", str(npz), "--img-dir", str(root)],
                          capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -304,7 +304,7 @@ def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
 
 
 def test_bench_parsing_reports_one_row_per_size(capsys):
-    spec = importlib.util.spec_from_file_location("bench_parsing", os.path.join(REPO, "scripts", "bench_parsing.py"))
+    spec = importlib.util.spec_from_file_location("bench_parsing", os.path.join(REPO, "benchmarks", "bench_parsing.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rows = mod.bench("schp-lip", [40, 64], [0.25], flip=False, batch_size=2, repeat=1, device="cpu")

@@ -353,8 +353,8 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
     names = [os.path.relpath(n, folder) for n in dump["imgname"]]
     assert names == list(np.load(data / "dataset_extras" / "3dpw_test_with_mmpose.npz")["imgname"])
 
-    # scripts/check_data.py on the same tree: every file the evaluation config reads is fine
-    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
+    # tools/check_data.py on the same tree: every file the evaluation config reads is fine
+    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "tools", "check_data.py"))
     cd = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cd)
     rep = cd.run(cfg, all_=True)
@@ -364,8 +364,8 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
 
 
 def test_crop_study_geometry():
-    """scripts/pw3d_crop_study.py: SPIN boxes and square-crop IoU, by hand."""
-    spec = importlib.util.spec_from_file_location("crop_study", os.path.join(REPO, "scripts", "pw3d_crop_study.py"))
+    """studies/pw3d_crop_study.py: SPIN boxes and square-crop IoU, by hand."""
+    spec = importlib.util.spec_from_file_location("crop_study", os.path.join(REPO, "studies", "pw3d_crop_study.py"))
     cs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cs)
     pts = np.array([[[0.0, 0.0], [10.0, 40.0], [500.0, 500.0]]])

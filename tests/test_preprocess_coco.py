@@ -245,7 +245,7 @@ def test_check_data_accepts_the_written_file(coco_tree, eft_file, tmp_path):
     os.makedirs(root / "train2014")
     for name in (IMG1, IMG2):
         cv2.imwrite(str(root / "train2014" / name), np.full((48, 64, 3), 100, np.uint8))
-    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
+    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "tools", "check_data.py"))
     cd = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cd)
     cfg = get_cfg_defaults()

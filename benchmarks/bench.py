@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of one DSR training step and of evaluation, split by component, all measured in one run.
 
-    python scripts/bench.py [--cfg configs/quickstart_train.cfg] [--device cpu|cuda] [--batch-size B]
+    python benchmarks/bench.py [--cfg configs/quickstart_train.cfg] [--device cpu|cuda] [--batch-size B]
                             [--backbone resnet50] [--img-res 224] [--steps N] [--out docs/benchmarks.md]
                             [--precision 32|16-mixed|bf16-mixed] [--json FILE] [--opts KEY VALUE ...]
 
@@ -64,7 +64,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 TRAIN_COMPONENTS = (
     ("data", "data loading ({workers} workers) + copy to device"),
@@ -158,8 +158,8 @@ def update_doc(text: str, device: str, section: str) -> str:
     begin, end = MARK.format(device=device, end="begin"), MARK.format(device=device, end="end")
     block = f"{begin}\n{section.rstrip()}\n{end}"
     if not text.strip():
-        text = "# Benchmarks\n\nFigures measured by `scripts/bench.py` (training step and evaluation split by " \
-               "component) and `scripts/bench_render.py` (the render step alone).\n"
+        text = "# Benchmarks\n\nFigures measured by `benchmarks/bench.py` (training step and evaluation split by " \
+               "component) and `benchmarks/bench_render.py` (the render step alone).\n"
     i, j = text.find(begin), text.find(end)
     if (i < 0) != (j < 0) or (i >= 0 and j < i):
         raise ValueError(f"the benchmark file has a broken {begin} ... {end} pair")
@@ -628,7 +628,7 @@ def main(argv=None):
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(os.path.abspath(__file__), REPO),
                                                              *(argv if argv is not None else sys.argv[1:])])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"## `scripts/bench.py` on {args.device} ({when}, {time.time() - t_start:.0f} s)\n\n"
+    header = (f"## `benchmarks/bench.py` on {args.device} ({when}, {time.time() - t_start:.0f} s)\n\n"
               + "".join(f"- {m}\n" for m in machine_description(args.device, args.threads,
                                                                   args.omp_wait_policy))
               + f"- command: `{command}`\n"

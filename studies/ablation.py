@@ -33,7 +33,7 @@ Every run is ``train.py --cfg <base cfg> --opts ...`` in its own run directory (
 inspected, resumed or re-run alone); a finished run is not re-run (delete its folder to redo it).
 Each table goes between its marker comments in ``--doc`` (the prose around them is kept).
 
-    python scripts/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 2]
+    python studies/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 2]
         [--pretrain-epochs 18] [--start-dsr -1] [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
         [--protocols 2d-only mixed] [--mixed-epochs 1] [--mixed-variants mixed mixed+dsr]
         [--domain-b dsr_data/dataset_folders/synthetic_b] [--n-b-train 2000] [--n-b-test 500]
@@ -207,7 +207,7 @@ def domain_b_data(a) -> tuple[str, str, str]:
     train, test = os.path.join(root, "synthetic_b_train.npz"), os.path.join(root, "synthetic_b_test.npz")
     if not (os.path.isfile(train) and os.path.isfile(test)):
         print(f"[ablation] rendering domain b ({a.n_b_train} train + {a.n_b_test} test people) -> {root}", flush=True)
-        rc = subprocess.call([sys.executable, os.path.join(REPO, "scripts", "make_synthetic.py"), "--out", root,
+        rc = subprocess.call([sys.executable, os.path.join(REPO, "tools", "make_synthetic.py"), "--out", root,
                               "--n-train", str(a.n_b_train), "--n-test", str(a.n_b_test), "--seed", "0",
                               "--domain", "b"], cwd=REPO)
         if rc != 0:
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     p.add_argument("--opts", nargs="+", default=[])
     a = p.parse_args(argv)
 
-    command = "python scripts/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python studies/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     start_rows, start_opts, pre_s = pretrain(a)
     text = ""
     if "2d-only" in a.protocols:

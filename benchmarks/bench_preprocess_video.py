@@ -4,7 +4,7 @@ with the real frame sizes (H36M 1000x1002 mp4, MPI 2048x2048 avi, MPI test JPEGs
 1920x1080), with and without frame extraction; prints seconds per 1,000 source video frames and
 per 1,000 rows written.
 
-    python scripts/bench_preprocess_video.py [--h36m-frames 250] [--mpi-frames 10] [--workers 1]
+    python benchmarks/bench_preprocess_video.py [--h36m-frames 250] [--mpi-frames 10] [--workers 1]
         [--dir /tmp/bench_preprocess]
 
 H36M: S9 and S11, one action, 4 cameras, ``--h36m-frames`` pose frames per video (validation

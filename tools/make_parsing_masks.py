@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Human-parsing masks for a dataset: images -> CIHP colour PNGs where the DSR loader reads them.
 
-    python scripts/make_parsing_masks.py --parser graphonomy --weights inference.pth \\
+    python tools/make_parsing_masks.py --parser graphonomy --weights inference.pth \\
         --npz dsr_data/dataset_extras/coco_2014_train.npz --img-dir dsr_data/dataset_folders/coco
-    python scripts/make_parsing_masks.py --parser schp-lip --weights exp-schp-201908261155-lip.pth \\
+    python tools/make_parsing_masks.py --parser schp-lip --weights exp-schp-201908261155-lip.pth \\
         --img-folder photos/ --out photos_parsing/
 
 Inputs: a SPIN-format npz (``imgname`` relative to ``--img-dir``; each image is parsed once however

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check every file a config will read, print a table, exit non-zero naming each problem.
 
-    python scripts/check_data.py --cfg configs/dsr_train.cfg [--cfg-id 0] [--samples 20] [--all]
+    python tools/check_data.py --cfg configs/dsr_train.cfg [--cfg-id 0] [--samples 20] [--all]
 
 Checked: the SMPL model files (three genders), J_regressor_extra / J_regressor_h36m (shape
 (rows, V)), smpl_mean_params (pose 144, shape 10, cam 3), the semantic prior (F, 20) with rows

@@ -23,7 +23,7 @@ kill and it continues from the last probe's checkpoint (the data order after a r
 that of an uninterrupted run); probes already in ``curve.json`` are kept. Logging of images and
 TensorBoard is off (``PL_LOGGING False``) so that the timings are those of the training alone.
 
-    python scripts/learning_curve.py --out-dir logs/curves/base --steps 100 200 400 800 \\
+    python studies/learning_curve.py --out-dir logs/curves/base --steps 100 200 400 800 \\
         [--cfg configs/quickstart_train.cfg] [--train-rows 500] [--opts KEY VALUE ...]
 """
 from __future__ import annotations
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     logger.add(os.path.join(run_dir, "train.log"), level="INFO")
     with open(os.path.join(run_dir, "config_to_run.yaml"), "w") as f:
         f.write(cfg.dump())
-    command = "python scripts/learning_curve.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python studies/learning_curve.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     json_path, md_path = os.path.join(out, "curve.json"), os.path.join(out, "curve.md")
     curve = {"command": command, "rows": []}
     if os.path.isfile(json_path):
