@@ -52,6 +52,7 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 BOTH = ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1"]  # the release weights
 VARIANTS = {
@@ -299,20 +300,12 @@ MIXED_BEGIN, MIXED_END = "<!-- ablation.py: mixed table begin -->", "<!-- ablati
 def write_doc(path: str, table: str, begin: str = BEGIN, end: str = END) -> str:
     """Put the table between the markers ``begin`` / ``end`` of an existing doc (the prose around it
     stays); a doc without them gets the block appended; a new doc has only the block."""
-    block = f"{begin}\n{table}{end}\n"
-    if os.path.isfile(path):
-        with open(path) as f:
-            old = f.read()
-        if begin in old and end in old:
-            text = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-        else:
-            text = old.rstrip("\n") + "\n\n" + block
-    else:
-        text = "# DSR ablation in miniature (synthetic data, 2D-only supervision)\n\n" + block
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    from dsr.reporting import replace_block, write_text_atomic
+
+    old = open(path).read() if os.path.isfile(path) else ""
+    text = replace_block(old, begin, end, table,
+                         title="# DSR ablation in miniature (synthetic data, 2D-only supervision)\n")
+    write_text_atomic(path, text)
     return text
 
 

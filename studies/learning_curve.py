@@ -40,6 +40,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from dsr.reporting import write_json_atomic, write_text_atomic  # noqa: E402
+
 FIXED = ["PL_LOGGING", "False", "TRAINING.LOG_FREQ_TB_IMAGES", "0", "TESTING.LOG_FREQ_TB_IMAGES", "0",
          "TRAINING.SAVE_IMAGES", "False", "TESTING.SAVE_IMAGES", "False", "TRAINING.CHECK_VAL_EVERY_N_EPOCH", "100000",
          "TRAINING.MAX_EPOCHS", "100000", "RUN_TEST", "False", "TRAINING.RESUME", "None"]
@@ -60,13 +62,6 @@ def write_train_probe(train_npz: str, rows: int, path: str) -> int:
     n = min(rows, len(d["imgname"]))
     save_npz_atomic(path, **{k: d[k][:n] for k in PROBE_KEYS if k in d.files})
     return n
-
-
-def _atomic_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def markdown(curve: dict) -> str:
@@ -138,9 +133,8 @@ def make_probe(steps, loaders: dict, curve: dict, json_path: str, md_path: str):
                     cb.save(trainer)
             curve["rows"] = [r for r in curve["rows"] if r["step"] != row["step"]] + [row]
             curve["rows"].sort(key=lambda r: r["step"])
-            _atomic_json(json_path, curve)
-            with open(md_path, "w") as f:
-                f.write(markdown(curve))
+            write_json_atomic(json_path, curve)
+            write_text_atomic(md_path, markdown(curve))
             self.todo.remove(row["step"])
             self.sums, self.n = {}, 0
             self.probe_seconds += time.perf_counter() - t
@@ -217,7 +211,7 @@ def main(argv=None) -> int:
         base.freeze()
         mean_module = DSRModule(base)
         curve["mean"] = {k: mean_module.evaluate(v) for k, v in loaders.items()}
-        _atomic_json(json_path, curve)
+        write_json_atomic(json_path, curve)
         del mean_module
 
     last = os.path.join(run_dir, "checkpoints", "last.ckpt")
@@ -233,8 +227,7 @@ def main(argv=None) -> int:
         trainer.fit(module, ckpt_path=resume)
         del trainer, module
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    with open(md_path, "w") as f:
-        f.write(markdown(curve))
+    write_text_atomic(md_path, markdown(curve))
     print(markdown(curve))
     return 0
 
