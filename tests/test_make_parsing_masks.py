@@ -5,7 +5,6 @@ reads the masks."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from PIL import Image
 from dsr.constants import GRAPHONOMY_PALETTE
 from dsr.data.graphonomy import decode_colour_mask, mask_path
 from dsr.parsing.masks import mask_file, paste_crops, person_box, read_image_rgb, write_mask_png, ImageReadError
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREE = os.path.join(REPO, "dsr", "assets", "free_body")
@@ -28,9 +28,7 @@ FAST = ["--parser", "schp-lip", "--random-weights", "--scales", "0.25", "--no-fl
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_parsing_masks", os.path.join(REPO, "tools", "make_parsing_masks.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("tools/make_parsing_masks.py")
     return mod
 
 
@@ -84,6 +82,11 @@ def test_read_image_reasons(tmp_path, synthetic_small):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
     assert read_image_rgb(src).shape == cv2.imread(src).shape
+    # channel order: a pixel written as BGR (10, 20, 200) reads back as RGB (200, 20, 10)
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[1, 2] = (10, 20, 200)
+    cv2.imwrite(str(tmp_path / "colour.png"), bgr)
+    assert read_image_rgb(str(tmp_path / "colour.png"))[1, 2].tolist() == [200, 20, 10]
     for name, reason in (("cut.jpg", "truncated JPEG"), ("junk.jpg", "cannot decode"), ("none.jpg", "missing")):
         with pytest.raises(ImageReadError, match=reason):
             read_image_rgb(str(tmp_path / name))
@@ -200,10 +203,17 @@ def test_foreign_weights_stop_before_any_work(tmp_path, capsys, synthetic_small)
     assert not os.path.exists(root / "grph_sequences")
 
 
-def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_small):
+def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_small, monkeypatch):
     root, npz, rows = _dataset(tmp_path, synthetic_small, n=2)  # image 0 has two people
     out = tmp_path / "out"
     mod = _script()
+    crop_shapes = []
+
+    def stub_parser(model, parser, images, scales=None, flip=True):  # every crop pixel is label 5
+        crop_shapes.extend(img.shape[:2] for img in images)
+        return [np.full(img.shape[:2], 5, np.int64) for img in images]
+
+    monkeypatch.setattr(mod, "parse_images", stub_parser)
     s = mod.run(mod.parse_args(FAST + ["--npz", str(npz), "--img-dir", str(root), "--out", str(out),
                                        "--crop-margin", "0.6"]))
     assert s["written"] == 2
@@ -220,6 +230,8 @@ def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_
                 y0, y1 = (int(np.clip(np.floor(c[1] + d + 0.5), 0, h)) for d in (-half, half))
                 covered[y0:y1, x0:x1] = True
         assert (~covered).any() and (lab[~covered] == 0).all()  # background outside every crop
+        assert covered.any() and (lab[covered] == 5).all()  # the parsed crops are pasted back inside the boxes
+    assert len(crop_shapes) == len(rows["imgname"])  # one parsed crop per person row
 
 
 def test_usage_errors(tmp_path, capsys):
@@ -304,9 +316,7 @@ def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
 
 
 def test_bench_parsing_reports_one_row_per_size(capsys):
-    spec = importlib.util.spec_from_file_location("bench_parsing", os.path.join(REPO, "benchmarks", "bench_parsing.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/bench_parsing.py")
     rows = mod.bench("schp-lip", [40, 64], [0.25], flip=False, batch_size=2, repeat=1, device="cpu")
     assert [r["size"] for r in rows] == [40, 64]
     for r in rows:
