@@ -51,13 +51,15 @@ def _test_metrics(cfg, ckpt=None, mean=False):
 
 def _mean_row_by_hand(tree):
     """MPJPE / PVE (mm) of the mean pose and shape on synthetic-test, computed here with smplx and numpy:
-    SPIN's 6D -> rotation (Gram-Schmidt of the two columns), gendered GT meshes (gender 0 = male), the
+    SPIN's 6D -> rotation (Gram-Schmidt of the two columns), gendered GT meshes ('m' / 'f'), the
     H36M regressor, pelvis (joint 0) centring, the 14 LSP joints of H36M_TO_J17[:14], no alignment."""
     import smplx
     import torch
+    from smplx.utils import Struct
 
     def body(gender):
-        return smplx.create(str(tree / "smpl"), model_type="smpl", gender=gender, ext="npz")
+        d = np.load(tree / "smpl" / f"SMPL_{gender.upper()}.npz")
+        return smplx.SMPL(model_path="", data_struct=Struct(**{k: d[k] for k in d.files}))
 
     mean = np.load(tree / "smpl_mean_params.npz")
     x = mean["pose"].reshape(24, 3, 2)
@@ -73,7 +75,7 @@ def _mean_row_by_hand(tree):
         gt = []
         for pose, shape, g in zip(test["pose"], test["shape"], test["gender"]):
             pose = torch.tensor(pose[None], dtype=torch.float32)
-            gt.append(body("male" if g == 0 else "female")(global_orient=pose[:, :3], body_pose=pose[:, 3:],
+            gt.append(body("male" if str(g) == "m" else "female")(global_orient=pose[:, :3], body_pose=pose[:, 3:],
                                                               betas=torch.tensor(shape[None], dtype=torch.float32))
                       .vertices[0].double().numpy())
     gt = np.stack(gt)
