@@ -272,40 +272,19 @@ def test_ddp_two_cpu_processes_write_each_share(tmp_path, synthetic_small):
 
 
 def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
-    from dsr.config import get_cfg_defaults
+    import pathlib
+
     from dsr.data.base_dataset import BaseDataset
     from dsr.lightning_module import DSRModule
     from dsr.runner import build_trainer
+    from test_training import make_cfg
 
     tmp, root, npz, rows, _ = parsed
-    cfg = get_cfg_defaults()
-    P = cfg.PATHS
-    P.SMPL_MODEL_DIR = os.path.join(FREE, "smpl")
-    P.SMPL_MEAN_PARAMS = os.path.join(FREE, "smpl_mean_params.npz")
-    P.JOINT_REGRESSOR_TRAIN_EXTRA = os.path.join(FREE, "J_regressor_extra.npy")
-    P.JOINT_REGRESSOR_H36M = os.path.join(FREE, "J_regressor_h36m.npy")
-    P.SEMANTIC_PRIOR = os.path.join(FREE, "semantic_prior.npy")
-    P.DATASET_NPZ_PATH = str(os.path.dirname(npz))
-    P.DATASET_FOLDERS["synthetic"] = str(root)
-    P.DATASET_FOLDERS["synthetic-test"] = str(root)
-    P.TEST_FILES["synthetic-test"] = os.path.basename(npz)
-    cfg.LOG_DIR = str(tmp_path / "run")
-    cfg.METHOD = "dsr"
-    cfg.PL_LOGGING = False
-    cfg.SEED_VALUE = 0
-    cfg.DATASET.TRAIN_DS = "synthetic"
-    cfg.DATASET.VAL_DS = "synthetic-test"
-    cfg.DATASET.BATCH_SIZE = 2
-    cfg.DATASET.NUM_WORKERS = 0
-    cfg.DATASET.PIN_MEMORY = False
-    cfg.DATASET.MAX_MISSING_MASK_FRACTION = 0.0  # a missing mask would be an error
-    cfg.TRAINING.MAX_EPOCHS = 1
-    cfg.TRAINING.LIMIT_TRAIN_BATCHES = 2
-    cfg.TRAINING.CHECK_VAL_EVERY_N_EPOCH = 100
-    cfg.TRAINING.LOG_FREQ_TB_IMAGES = 0
-    cfg.TRAINER.ACCELERATOR = "cpu"
-    cfg.DSR.BACKBONE = "resnet18"
-    cfg.DSR.START_DSR = -1
+    cfg = make_cfg(pathlib.Path(FREE), tmp_path, **{  # the free body's files, the parsed tree's images
+        "PATHS.DATASET_NPZ_PATH": str(os.path.dirname(npz)), "PATHS.DATASET_FOLDERS.synthetic": str(root),
+        "PATHS.DATASET_FOLDERS.synthetic-test": str(root), "PATHS.TEST_FILES.synthetic-test": os.path.basename(npz),
+        "METHOD": "dsr", "DATASET.MAX_MISSING_MASK_FRACTION": 0.0,  # a missing mask would be an error
+        "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100, "DSR.START_DSR": -1})
     ds = BaseDataset(cfg, "synthetic", is_train=True, use_augmentation=False)
     assert ds.missing_masks == 0
     item = ds[0]

@@ -213,7 +213,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--parser", required=True, choices=PARSERS)
     w = p.add_mutually_exclusive_group(required=True)
-    w.add_argument("--weights", help="the parser's checkpoint file (README: 'Parsing masks for real images')")
+    w.add_argument("--weights", help="the parser's checkpoint file (where to get it: docs/parsing.md)")
     w.add_argument("--random-weights", action="store_true",
                    help="random initialisation (seed 0): for tests and timing only, the masks are meaningless")
     src = p.add_mutually_exclusive_group(required=True)
