@@ -196,6 +196,8 @@ def measure_train(cfg, device, module, n: int, amp, scaler, res: dict) -> None:
 
 def measure_eval(cfg, device, module, n: int, amp, res: dict) -> None:
     """The evaluation components into res['eval_times'] / res['eval_mem'] (and notes)."""
+    import torch
+
     from dsr.data.loader import build_val_dataset, val_dataloader
     from dsr.evaluation import metrics
     from dsr.evaluation.protocols import MESH_GT_DATASETS, centre_and_select, gt_from_s
