@@ -90,4 +90,7 @@ def test_torchrun_two_cpu_processes_gloo(data_root, tmp_path):  # noqa: F811
     # 8 training people, batch 2, LIMIT_TRAIN_BATCHES 2: each of the 2 ranks takes 2 batches of its half
     assert ck["global_step"] == 2
     assert (run_dir / "config_to_run.yaml").is_file()
-    assert not [p for p in os.listdir(tmp_path) if p not in ("run_dir", "launch.cfg")]  # no second run dir
+    # no second run directory; the experiment folder's results.csv has one row, from rank 0's test pass
+    assert sorted(os.listdir(tmp_path)) == ["launch.cfg", "results.csv", "run_dir"]
+    rows = (tmp_path / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("run_dir,synthetic-test,")
