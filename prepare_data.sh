@@ -12,7 +12,7 @@
 #                                     semantic_prior.npy, checkpoints: every file is linked into
 #                                     ./dsr_data/, every folder's entries into ./dsr_data/<folder>/
 #                                     (existing entries there are kept), then the
-#                                     release configs are checked with scripts/check_data.py.
+#                                     release configs are checked with tools/check_data.py.
 # Environment: N_TRAIN (2000), N_TEST (500), SEED (0), WORKERS (2: rendering processes),
 # FORCE=1 regenerates the synthetic data,
 # PYTHON (default .venv/bin/python if present, else python).
@@ -32,19 +32,19 @@ if [ $# -eq 0 ]; then
   if [ ! -f dsr/assets/free_body/smpl/SMPL_NEUTRAL.npz ] || [ ! -f dsr/assets/free_body/face_parts.npy ]; then
     echo "prepare_data: building the free body model (dsr/assets/free_body)"
     bash scripts/setup.sh --build
-    "$PY" scripts/build_free_body.py --out dsr/assets/free_body
+    "$PY" tools/build_free_body.py --out dsr/assets/free_body
   fi
   mkdir -p dsr_data/dataset_extras dsr_data/dataset_folders
   if [ "${FORCE:-0}" = "1" ] || [ ! -f dsr_data/dataset_extras/synthetic_train.npz ] \
      || [ ! -f dsr_data/dataset_extras/synthetic_test.npz ]; then
     echo "prepare_data: rendering the synthetic dataset ($N_TRAIN train + $N_TEST test, seed $SEED)"
     rm -rf dsr_data/dataset_folders/synthetic
-    "$PY" scripts/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
+    "$PY" tools/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
       --npz-dir dsr_data/dataset_extras --n-train "$N_TRAIN" --n-test "$N_TEST" --seed "$SEED" --workers "$WORKERS"
   else
     echo "prepare_data: synthetic dataset already present (FORCE=1 regenerates it)"
   fi
-  "$PY" scripts/check_data.py --cfg configs/quickstart_train.cfg
+  "$PY" tools/check_data.py --cfg configs/quickstart_train.cfg
   exit $?
 fi
 
@@ -86,6 +86,6 @@ fi
 status=0
 for cfg in configs/dsr_eval.cfg configs/dsr_train.cfg; do
   echo "prepare_data: checking the files of $cfg"
-  "$PY" scripts/check_data.py --cfg "$cfg" || status=1
+  "$PY" tools/check_data.py --cfg "$cfg" || status=1
 done
 exit $status

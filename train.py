@@ -6,6 +6,13 @@
     python train.py --cfg FILE --print-config                    # show the resolved config
 
 A config file may hold grid-search lists; ``--cfg_id`` picks one combination.
+
+Before a run directory is created, the files the config reads are checked as
+``tools/check_data.py`` checks them (a small sample of images and masks): a missing or malformed
+file prints each problem with where to get the file and exits 2 (``--skip-checks`` skips this).
+The project's own errors for user files (body model, dataset, checkpoint, backbone weights) that
+still come up during the run print one line and exit 2; any other exception is a bug and keeps
+its traceback.
 """
 from __future__ import annotations
 
@@ -20,9 +27,34 @@ def parse_args(argv=None):
     p.add_argument("--cfg", required=True, help="YAML config file (lists = grid-search axes)")
     p.add_argument("--cfg_id", type=int, default=0, help="which grid-search combination to run")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--skip-checks", action="store_true",
+                   help="do not check the config's files before the run (tools/check_data.py does it alone)")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                    help="override config keys, e.g. --opts DATASET.BATCH_SIZE 16 TRAINING.PRETRAINED ckpt.pt")
     return p.parse_args(argv)
+
+
+def files_ok(cfg, cfg_path: str, samples: int = 2) -> bool:
+    """tools/check_data.py's checks on ``cfg``; False (after printing each problem with where to get
+    the file) when one fails."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
+    import check_data
+
+    rep = check_data.run(cfg, samples=samples)
+    if rep.problems:
+        check_data.print_problems(rep, cfg_path)
+        return False
+    return True
+
+
+def user_errors() -> tuple:
+    """The project's exceptions for a user's file (not bugs): one line and exit status 2."""
+    from dsr.body.smpl_io import BodyModelError
+    from dsr.data.base_dataset import DatasetError
+    from dsr.models.backbone import BackboneWeightsError
+    from dsr.models.checkpoint import CheckpointError
+
+    return BodyModelError, DatasetError, BackboneWeightsError, CheckpointError
 
 
 def main(argv=None) -> int:
@@ -38,15 +70,25 @@ def main(argv=None) -> int:
         print(cfg.dump(), end="")
         return 0
 
+    # a process other than the first: a DDP child started by Lightning, or rank > 0 of torchrun / srun
+    is_child = any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+    external = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    if external and not os.environ.get("DSR_RUN_DIR"):
+        print("error: a launch of several processes (torchrun / srun) needs DSR_RUN_DIR=<run directory> in the "
+              "environment, so that every process writes to the same run directory (docs/gpu.md)", file=sys.stderr)
+        return 2
+    if not (args.skip_checks or is_child) and not files_ok(cfg, args.cfg):
+        return 2
+
     from loguru import logger
 
     # DDP children started by Lightning re-run this script: they reuse the parent's run directory.
-    # (DSR_RUN_DIR set by the user names the run directory too, e.g. in scripts/quickstart.sh.)
+    # (DSR_RUN_DIR set by the user names the run directory too, e.g. in scripts/quickstart.sh, and
+    # must be set for torchrun / srun launches, whose processes start independently.)
     given = os.environ.get("DSR_RUN_DIR")
     logdir = given or make_run_dir(cfg, args.cfg)
     os.makedirs(logdir, exist_ok=True)
     os.environ["DSR_RUN_DIR"] = logdir
-    is_child = int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
     cfg.defrost()
     cfg.EXP_ID = os.path.basename(logdir)
     cfg.LOG_DIR = logdir
@@ -67,7 +109,11 @@ def main(argv=None) -> int:
 
     from dsr.runner import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except user_errors() as e:
+        logger.error(f"{type(e).__name__}: {e}")  # one line (stderr and train.log), no traceback
+        return 2
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ _C.DSR.FLIP_SWAP_LR_MASKS = False  # added: True swaps L/R Graphonomy labels on 
 _C.DSR.MIN_PIXELS_SCALE_WITH_RES = False  # added: True scales the targets' 60-pixel thresholds by (IMG_RES / 224)^2 (same at 224)
 _C.DSR.MASK_WARP_NEAREST = False  # added: True warps Graphonomy masks nearest-neighbour (fix, §3.9)
 _C.DSR.MC_IOU_MODE = "row"  # added: 'row' = original row-wise soft IoU; 'image' = whole image
-_C.DSR.FACES_PER_PIXEL = 64  # added: K of the PyTorch3D backend (K study: scripts/k_study.py, README)
+_C.DSR.FACES_PER_PIXEL = 64  # added: K of the PyTorch3D backend (K study: studies/k_study.py, docs/training.md)
 _C.DSR.RENDER_BACKEND = "auto"  # added: auto (pytorch3d on CUDA, window on CPU) | pytorch3d | window
 
 

@@ -1,6 +1,6 @@
 """Build the Lightning ``Trainer`` from the config and run fit / test (reference §1.2, §11).
 
-Departures from the original, documented in the README:
+Departures from the original, documented in docs/fidelity.md:
 * ``last.ckpt`` is written every epoch (and every ``TRAINING.CKPT_EVERY_N_STEPS`` steps when > 0)
   and when training stops on an exception or Ctrl-C, whatever ``PL_LOGGING`` says, so a killed
   run resumes with ``TRAINING.RESUME: <run dir>/checkpoints/last.ckpt``;

@@ -160,12 +160,12 @@ step tests "$PY" -m pytest -m cuda --runslow -q -rfEs -p no:cacheprovider --juni
 step agree "$PY" scripts/gpu_check.py agree --device "$DEVICE" $AGREE --json "$WORK/agree.json"
 
 # ----------------------------------------------------------------------------- 2. render benchmark
-step render "$PY" scripts/bench_render.py --device "$DEVICE" --sweep --img-res "$RRES" --batches "$RB" \
+step render "$PY" benchmarks/bench_render.py --device "$DEVICE" --sweep --img-res "$RRES" --batches "$RB" \
   --separate-batch "$RSEP" --separate-backends "$RSEPB" --reps "$RREPS" --threads "$THREADS" \
   --child-timeout "$(cap_of render)" --json "$WORK/render.json"
 
 # ----------------------------------------------------------------------------- 3. training-step split
-BENCH=("$PY" scripts/bench.py --cfg configs/quickstart_train.cfg --device "$DEVICE" --img-res "$RES"
+BENCH=("$PY" benchmarks/bench.py --cfg configs/quickstart_train.cfg --device "$DEVICE" --img-res "$RES"
        --batch-size "$BB" --steps "$BSTEPS" --threads "$THREADS"
        --opts DATASET.NUM_WORKERS "$BNW" DATASET.PIN_MEMORY True DSR.START_DSR -1)
 step bench_fp32 "${BENCH[@]}" --backbone resnet50 --precision 32 --out "$WORK/bench_fp32.md" --json "$WORK/bench_fp32.json"

@@ -47,3 +47,15 @@ def synthetic_small(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic_small")
     paths = make_synthetic(str(out), n_train=6, n_test=0, seed=0, progress=False)
     return str(out), paths["train"]
+
+
+def load_script(relpath: str, name: str = ""):
+    """Import a command file of the repository (``tools/check_data.py``, ``studies/ablation.py``, ...)
+    as a module without running its ``main``: ``relpath`` is relative to the repository root."""
+    import importlib.util
+
+    path = os.path.join(REPO, *relpath.split("/"))
+    spec = importlib.util.spec_from_file_location(name or "dsr_script_" + os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,17 +1,15 @@
-"""scripts/ablation.py: the per-variant reduction and the table (values by hand)."""
+"""studies/ablation.py: the per-variant reduction and the table (values by hand)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("ablation", os.path.join(REPO, "scripts", "ablation.py"))
-ablation = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ablation)
+ablation = load_script("studies/ablation.py")
 
 
 def test_summarise_mean_and_std():

@@ -1,15 +1,12 @@
-"""scripts/bench.py: the ratio / table helpers and the doc update (pure functions, no measurement)."""
+"""benchmarks/bench_report.py (the markdown of benchmarks/bench.py): the ratio / table helpers and the doc
+update (pure functions, no measurement)."""
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import pytest
+from conftest import load_script  # noqa: E402
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "bench.py")
-_spec = importlib.util.spec_from_file_location("dsr_bench_script", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_script("benchmarks/bench_report.py")
 
 
 def test_summarise_medians_and_shares():

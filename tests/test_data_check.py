@@ -1,5 +1,4 @@
-"""scripts/check_data.py on a tiny fake data tree: every problem is named, a clean tree passes."""
-import importlib.util
+"""tools/check_data.py on a tiny fake data tree: every problem is named, a clean tree passes."""
 import os
 
 import cv2
@@ -7,15 +6,13 @@ import numpy as np
 
 from dsr.body.toy import write_toy_model
 from dsr.config import get_cfg_defaults
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tools/check_data.py")
 
 
 def _tree(tmp_path):

@@ -9,12 +9,13 @@ from scipy.spatial.transform import Rotation
 
 from dsr.constants import SMPL_JOINT_NAMES
 from dsr.data import pose_sampler as PS
+from conftest import load_script  # noqa: E402
 
 J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 FREE_BODY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dsr", "assets", "free_body")
 HAVE_BODY = os.path.isfile(os.path.join(FREE_BODY, "smpl", "SMPL_NEUTRAL.npz")) and os.path.isfile(
     os.path.join(FREE_BODY, "face_parts.npy"))
-needs_body = pytest.mark.skipif(not HAVE_BODY, reason="free body assets not built (scripts/build_free_body.py)")
+needs_body = pytest.mark.skipif(not HAVE_BODY, reason="free body assets not built (tools/build_free_body.py)")
 
 
 def test_joint_limits_mirrored():
@@ -187,15 +188,11 @@ def models_forward(model, pose, shape):
 @needs_body
 def test_focal_range_option_reaches_the_renderer(monkeypatch):
     """make_synthetic.py --focal-range LO HI -> SynthSettings.focal_range -> each sample's focal / max(H, W)."""
-    import importlib.util
-
+    
     from dsr.data import synthetic
     from dsr.data.synthetic import SynthSettings, load_body_models, render_batch
 
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "scripts", "make_synthetic.py"))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("tools/make_synthetic.py")
     seen = {}
     monkeypatch.setattr(synthetic, "make_synthetic", lambda *a, **kw: seen.update(kw) or {})
     cli.main(["--out", "unused", "--n-train", "1", "--n-test", "0", "--focal-range", "8", "10"])
@@ -286,8 +283,7 @@ def test_outdoor_background_has_a_sky():
 def test_domain_b_render_reproducible_and_other_people(body, tmp_path):
     """Domain b: the same seed renders the same images; domain a with the same seed other people;
     the written npz mixes with domain a's through make_synthetic.py --domain b (default names)."""
-    import importlib.util
-
+    
     from dsr.data.synthetic import SynthSettings, _chunk_rng, render_batch
 
     models, parts = body
@@ -299,10 +295,7 @@ def test_domain_b_render_reproducible_and_other_people(body, tmp_path):
         np.testing.assert_array_equal(x["image"], y["image"])
         np.testing.assert_array_equal(x["labels"], y["labels"])
     assert not np.allclose(b1[0]["shape"], a1[0]["shape"])
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(FREE_BODY), "..", "..", "scripts", "make_synthetic.py"))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("tools/make_synthetic.py")
     cli.main(["--out", str(tmp_path), "--n-train", "2", "--n-test", "1", "--domain", "b", "--workers", "1"])
     tr = np.load(tmp_path / "synthetic_b_train.npz")
     assert len(tr["imgname"]) == 2 and (tmp_path / "synthetic_b_test.npz").is_file()

@@ -1,8 +1,7 @@
-"""scripts/fit_study.py's pieces: HMR.decode with another body (projection by hand) and the
+"""studies/fit_study.py's pieces: HMR.decode with another body (projection by hand) and the
 fitting loop (a known camera is found)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
@@ -12,11 +11,10 @@ from dsr.body import build_body_model
 from dsr.geometry import batch_rodrigues
 from dsr.losses import DSRLoss
 from dsr.models import HMR
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("fit_study", os.path.join(REPO, "scripts", "fit_study.py"))
-fit_study = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fit_study)
+fit_study = load_script("studies/fit_study.py")
 BODY = os.path.join(REPO, "dsr", "assets", "free_body")
 EXTRA = os.path.join(BODY, "J_regressor_extra.npy")
 

@@ -280,7 +280,7 @@ def test_mean_params_give_an_upright_person_facing_the_camera(fb):
 
 @pytest.mark.slow
 def test_build_script_reproduces_committed_assets(fb, tmp_path, repo_root):
-    subprocess.run([sys.executable, os.path.join(repo_root, "scripts", "build_free_body.py"),
+    subprocess.run([sys.executable, os.path.join(repo_root, "tools", "build_free_body.py"),
                     "--out", str(tmp_path), "--seed", "0"], check=True, cwd=repo_root)
     for p in sorted(glob.glob(os.path.join(fb, "**", "*"), recursive=True)):
         if not os.path.isfile(p):

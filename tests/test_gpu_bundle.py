@@ -2,7 +2,6 @@
 tiny wheels and a .tar.xz fabricated here (the real bundle is not needed)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,11 +9,9 @@ import tarfile
 import zipfile
 
 import pytest
+from conftest import load_script  # noqa: E402
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "gpu_bundle.py")
-_spec = importlib.util.spec_from_file_location("dsr_gpu_bundle_script", _PATH)
-gb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gb)
+gb = load_script("scripts/gpu_bundle.py")
 
 
 def _wheel(path, module, value, data_purelib=False, extra=None):
@@ -102,7 +99,7 @@ def test_altered_or_missing_file_is_refused_naming_it(tmp_path):
     assert "2 of 4 files" in msg and "gpu_bundle.sh" in msg
     assert not (tmp_path / "site").exists()  # nothing unpacked from a bad bundle
     # the command line says the same in one line of error and exits 1
-    proc = subprocess.run([sys.executable, _PATH, "install", str(b), str(tmp_path / "site")], capture_output=True,
+    proc = subprocess.run([sys.executable, gb.__file__, "install", str(b), str(tmp_path / "site")], capture_output=True,
                           text=True)
     assert proc.returncode == 1 and "dsrtinya-1.0-py3-none-any.whl: sha256" in proc.stderr
 

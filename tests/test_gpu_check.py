@@ -2,7 +2,6 @@
 repository so that the toy data do not touch ./dsr_data), and the summary's helpers by hand."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,11 +11,10 @@ import sys
 import tarfile
 
 import pytest
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("dsr_gpu_check_script", os.path.join(REPO, "scripts", "gpu_check.py"))
-gc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gc)
+gc = load_script("scripts/gpu_check_report.py")
 
 STEPS = ("env", "data", "tests", "agree", "render", "bench_fp32", "bench_amp", "train", "bench_hrnet")
 NUM = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"

@@ -1,7 +1,6 @@
-"""scripts/learning_curve.py: probes at the asked steps, the train probe, the mean row, resume."""
+"""studies/learning_curve.py: probes at the asked steps, the train probe, the mean row, resume."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -13,10 +12,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from test_training import copy_free_body, make_cfg  # noqa: E402
+from conftest import load_script  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("learning_curve", os.path.join(REPO, "scripts", "learning_curve.py"))
-lc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lc)
+lc = load_script("studies/learning_curve.py")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +49,48 @@ def _test_metrics(cfg, ckpt=None, mean=False):
     return module.last_eval
 
 
+def _mean_row_by_hand(tree):
+    """MPJPE / PVE (mm) of the mean pose and shape on synthetic-test, computed here with smplx and numpy:
+    SPIN's 6D -> rotation (Gram-Schmidt of the two columns), gendered GT meshes ('m' / 'f'), the
+    H36M regressor, pelvis (joint 0) centring, the 14 LSP joints of H36M_TO_J17[:14], no alignment."""
+    import smplx
+    import torch
+    from smplx.utils import Struct
+
+    def body(gender):
+        d = np.load(tree / "smpl" / f"SMPL_{gender.upper()}.npz")
+        return smplx.SMPL(model_path="", data_struct=Struct(**{k: d[k] for k in d.files}))
+
+    mean = np.load(tree / "smpl_mean_params.npz")
+    x = mean["pose"].reshape(24, 3, 2)
+    b1 = x[:, :, 0] / np.linalg.norm(x[:, :, 0], axis=1, keepdims=True)
+    a2 = x[:, :, 1] - (b1 * x[:, :, 1]).sum(1, keepdims=True) * b1
+    b2 = a2 / np.linalg.norm(a2, axis=1, keepdims=True)
+    R = torch.tensor(np.stack([b1, b2, np.cross(b1, b2)], axis=-1), dtype=torch.float32)
+    with torch.no_grad():
+        pred = body("neutral")(global_orient=R[None, :1], body_pose=R[None, 1:],
+                               betas=torch.tensor(mean["shape"][None, :10], dtype=torch.float32),
+                               pose2rot=False).vertices[0].double().numpy()
+        test = np.load(tree / "dataset_extras" / "synthetic_test.npz")
+        gt = []
+        for pose, shape, g in zip(test["pose"], test["shape"], test["gender"]):
+            pose = torch.tensor(pose[None], dtype=torch.float32)
+            gt.append(body("male" if str(g) == "m" else "female")(global_orient=pose[:, :3], body_pose=pose[:, 3:],
+                                                              betas=torch.tensor(shape[None], dtype=torch.float32))
+                      .vertices[0].double().numpy())
+    gt = np.stack(gt)
+    reg = np.load(tree / "J_regressor_h36m.npy").astype(np.float64)
+    lsp = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10]
+
+    def joints(v):
+        j = np.einsum("jv,...vk->...jk", reg, v)
+        return (j - j[..., :1, :])[..., lsp, :]
+
+    mpjpe = np.linalg.norm(joints(pred)[None] - joints(gt), axis=-1).mean() * 1000
+    pve = np.linalg.norm(pred[None] - gt, axis=-1).mean() * 1000
+    return mpjpe, pve
+
+
 def test_probes_mean_row_and_resume(tree, tmp_path):
     path, cfg = _cfg_file(tree, tmp_path)
     out = tmp_path / "curve"
@@ -66,6 +106,10 @@ def test_probes_mean_row_and_resume(tree, tmp_path):
     np.testing.assert_array_equal(probe["pose"], train["pose"][:3])
     np.testing.assert_array_equal(probe["imgname"], train["imgname"][:3])
 
+    # the mean row, pinned independently of eval_batch / summarise_eval (smplx + numpy here)
+    mpjpe, pve = _mean_row_by_hand(tree)
+    assert curve["mean"]["test"]["mpjpe"] == pytest.approx(mpjpe, rel=1e-4)
+    assert curve["mean"]["test"]["pve"] == pytest.approx(pve, rel=1e-4)
     # the mean row and the last probe equal train.py's own test pass (mean baseline; last.ckpt of step 4)
     mean = _test_metrics(cfg, mean=True)
     last = _test_metrics(cfg, ckpt=str(out / "run" / "checkpoints" / "last.ckpt"))

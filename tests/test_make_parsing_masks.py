@@ -1,11 +1,10 @@
-"""scripts/make_parsing_masks.py and dsr.parsing.masks: palette PNGs, crop / paste-back geometry,
+"""tools/make_parsing_masks.py and dsr.parsing.masks: palette PNGs, crop / paste-back geometry,
 end to end with the real SCHP network (random weights) on synthetic training images, resume after
 a kill, failures.csv, foreign weights, DDP on two CPU processes, and a short DSR training run that
 reads the masks."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from PIL import Image
 from dsr.constants import GRAPHONOMY_PALETTE
 from dsr.data.graphonomy import decode_colour_mask, mask_path
 from dsr.parsing.masks import mask_file, paste_crops, person_box, read_image_rgb, write_mask_png, ImageReadError
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREE = os.path.join(REPO, "dsr", "assets", "free_body")
@@ -28,9 +28,7 @@ FAST = ["--parser", "schp-lip", "--random-weights", "--scales", "0.25", "--no-fl
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_parsing_masks", os.path.join(REPO, "scripts", "make_parsing_masks.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("tools/make_parsing_masks.py")
     return mod
 
 
@@ -84,6 +82,11 @@ def test_read_image_reasons(tmp_path, synthetic_small):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
     assert read_image_rgb(src).shape == cv2.imread(src).shape
+    # channel order: a pixel written as BGR (10, 20, 200) reads back as RGB (200, 20, 10)
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[1, 2] = (10, 20, 200)
+    cv2.imwrite(str(tmp_path / "colour.png"), bgr)
+    assert read_image_rgb(str(tmp_path / "colour.png"))[1, 2].tolist() == [200, 20, 10]
     for name, reason in (("cut.jpg", "truncated JPEG"), ("junk.jpg", "cannot decode"), ("none.jpg", "missing")):
         with pytest.raises(ImageReadError, match=reason):
             read_image_rgb(str(tmp_path / name))
@@ -200,10 +203,17 @@ def test_foreign_weights_stop_before_any_work(tmp_path, capsys, synthetic_small)
     assert not os.path.exists(root / "grph_sequences")
 
 
-def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_small):
+def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_small, monkeypatch):
     root, npz, rows = _dataset(tmp_path, synthetic_small, n=2)  # image 0 has two people
     out = tmp_path / "out"
     mod = _script()
+    crop_shapes = []
+
+    def stub_parser(model, parser, images, scales=None, flip=True):  # every crop pixel is label 5
+        crop_shapes.extend(img.shape[:2] for img in images)
+        return [np.full(img.shape[:2], 5, np.int64) for img in images]
+
+    monkeypatch.setattr(mod, "parse_images", stub_parser)
     s = mod.run(mod.parse_args(FAST + ["--npz", str(npz), "--img-dir", str(root), "--out", str(out),
                                        "--crop-margin", "0.6"]))
     assert s["written"] == 2
@@ -220,6 +230,8 @@ def test_crop_mode_pastes_people_back_into_a_full_size_mask(tmp_path, synthetic_
                 y0, y1 = (int(np.clip(np.floor(c[1] + d + 0.5), 0, h)) for d in (-half, half))
                 covered[y0:y1, x0:x1] = True
         assert (~covered).any() and (lab[~covered] == 0).all()  # background outside every crop
+        assert covered.any() and (lab[covered] == 5).all()  # the parsed crops are pasted back inside the boxes
+    assert len(crop_shapes) == len(rows["imgname"])  # one parsed crop per person row
 
 
 def test_usage_errors(tmp_path, capsys):
@@ -250,7 +262,7 @@ def test_image_folder_mode(tmp_path, synthetic_small):
 def test_ddp_two_cpu_processes_write_each_share(tmp_path, synthetic_small):
     root, npz, rows = _dataset(tmp_path, synthetic_small, n=3)
     env = dict(os.environ, PL_DISABLE_FORK="1", PYTHONPATH=REPO)
-    res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_parsing_masks.py"), *FAST,
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "make_parsing_masks.py"), *FAST,
                           "--devices", "2", "--npz", str(npz), "--img-dir", str(root)],
                          capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -260,40 +272,19 @@ def test_ddp_two_cpu_processes_write_each_share(tmp_path, synthetic_small):
 
 
 def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
-    from dsr.config import get_cfg_defaults
+    import pathlib
+
     from dsr.data.base_dataset import BaseDataset
     from dsr.lightning_module import DSRModule
     from dsr.runner import build_trainer
+    from test_training import make_cfg
 
     tmp, root, npz, rows, _ = parsed
-    cfg = get_cfg_defaults()
-    P = cfg.PATHS
-    P.SMPL_MODEL_DIR = os.path.join(FREE, "smpl")
-    P.SMPL_MEAN_PARAMS = os.path.join(FREE, "smpl_mean_params.npz")
-    P.JOINT_REGRESSOR_TRAIN_EXTRA = os.path.join(FREE, "J_regressor_extra.npy")
-    P.JOINT_REGRESSOR_H36M = os.path.join(FREE, "J_regressor_h36m.npy")
-    P.SEMANTIC_PRIOR = os.path.join(FREE, "semantic_prior.npy")
-    P.DATASET_NPZ_PATH = str(os.path.dirname(npz))
-    P.DATASET_FOLDERS["synthetic"] = str(root)
-    P.DATASET_FOLDERS["synthetic-test"] = str(root)
-    P.TEST_FILES["synthetic-test"] = os.path.basename(npz)
-    cfg.LOG_DIR = str(tmp_path / "run")
-    cfg.METHOD = "dsr"
-    cfg.PL_LOGGING = False
-    cfg.SEED_VALUE = 0
-    cfg.DATASET.TRAIN_DS = "synthetic"
-    cfg.DATASET.VAL_DS = "synthetic-test"
-    cfg.DATASET.BATCH_SIZE = 2
-    cfg.DATASET.NUM_WORKERS = 0
-    cfg.DATASET.PIN_MEMORY = False
-    cfg.DATASET.MAX_MISSING_MASK_FRACTION = 0.0  # a missing mask would be an error
-    cfg.TRAINING.MAX_EPOCHS = 1
-    cfg.TRAINING.LIMIT_TRAIN_BATCHES = 2
-    cfg.TRAINING.CHECK_VAL_EVERY_N_EPOCH = 100
-    cfg.TRAINING.LOG_FREQ_TB_IMAGES = 0
-    cfg.TRAINER.ACCELERATOR = "cpu"
-    cfg.DSR.BACKBONE = "resnet18"
-    cfg.DSR.START_DSR = -1
+    cfg = make_cfg(pathlib.Path(FREE), tmp_path, **{  # the free body's files, the parsed tree's images
+        "PATHS.DATASET_NPZ_PATH": str(os.path.dirname(npz)), "PATHS.DATASET_FOLDERS.synthetic": str(root),
+        "PATHS.DATASET_FOLDERS.synthetic-test": str(root), "PATHS.TEST_FILES.synthetic-test": os.path.basename(npz),
+        "METHOD": "dsr", "DATASET.MAX_MISSING_MASK_FRACTION": 0.0,  # a missing mask would be an error
+        "TRAINING.CHECK_VAL_EVERY_N_EPOCH": 100, "DSR.START_DSR": -1})
     ds = BaseDataset(cfg, "synthetic", is_train=True, use_augmentation=False)
     assert ds.missing_masks == 0
     item = ds[0]
@@ -304,9 +295,7 @@ def test_a_short_dsr_training_reads_the_masks(parsed, tmp_path):
 
 
 def test_bench_parsing_reports_one_row_per_size(capsys):
-    spec = importlib.util.spec_from_file_location("bench_parsing", os.path.join(REPO, "scripts", "bench_parsing.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/bench_parsing.py")
     rows = mod.bench("schp-lip", [40, 64], [0.25], flip=False, batch_size=2, repeat=1, device="cpu")
     assert [r["size"] for r in rows] == [40, 64]
     for r in rows:

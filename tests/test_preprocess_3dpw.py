@@ -2,7 +2,6 @@
 a few frames and people whose values are known; the npz compared with values computed by hand."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import shutil
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from dsr.data.preprocess.__main__ import main as cli
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREE = os.path.join(REPO, "dsr", "assets", "free_body")
@@ -353,10 +353,8 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
     names = [os.path.relpath(n, folder) for n in dump["imgname"]]
     assert names == list(np.load(data / "dataset_extras" / "3dpw_test_with_mmpose.npz")["imgname"])
 
-    # scripts/check_data.py on the same tree: every file the evaluation config reads is fine
-    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
-    cd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cd)
+    # tools/check_data.py on the same tree: every file the evaluation config reads is fine
+    cd = load_script("tools/check_data.py")
     rep = cd.run(cfg, all_=True)
     assert rep.problems == [], rep.problems
     assert ("3dpw npz", str(data / "dataset_extras" / "3dpw_test_with_mmpose.npz"), True,
@@ -364,10 +362,8 @@ def test_written_file_through_dataset_and_evaluation(raw_tree, tmp_path):
 
 
 def test_crop_study_geometry():
-    """scripts/pw3d_crop_study.py: SPIN boxes and square-crop IoU, by hand."""
-    spec = importlib.util.spec_from_file_location("crop_study", os.path.join(REPO, "scripts", "pw3d_crop_study.py"))
-    cs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cs)
+    """studies/pw3d_crop_study.py: SPIN boxes and square-crop IoU, by hand."""
+    cs = load_script("studies/pw3d_crop_study.py")
     pts = np.array([[[0.0, 0.0], [10.0, 40.0], [500.0, 500.0]]])
     c, side = cs.boxes(pts, np.array([[True, True, False]]))
     np.testing.assert_allclose(c, [[5, 20]])

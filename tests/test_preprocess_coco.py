@@ -2,7 +2,6 @@
 with a few people whose values are known; the npz compared with values computed by hand."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
@@ -12,6 +11,7 @@ import pytest
 
 from dsr.data.preprocess.__main__ import main as cli
 from dsr.data.preprocess.coco import match_openpose
+from conftest import load_script  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FREE = os.path.join(REPO, "dsr", "assets", "free_body")
@@ -245,9 +245,7 @@ def test_check_data_accepts_the_written_file(coco_tree, eft_file, tmp_path):
     os.makedirs(root / "train2014")
     for name in (IMG1, IMG2):
         cv2.imwrite(str(root / "train2014" / name), np.full((48, 64, 3), 100, np.uint8))
-    spec = importlib.util.spec_from_file_location("check_data", os.path.join(REPO, "scripts", "check_data.py"))
-    cd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cd)
+    cd = load_script("tools/check_data.py")
     cfg = get_cfg_defaults()
     cfg.METHOD = "spin"
     cfg.PATHS.SMPL_MODEL_DIR = os.path.join(FREE, "smpl")

@@ -113,7 +113,7 @@ def load_face_parts(path: Optional[str] = None) -> np.ndarray:
     """(F,) int64 part ids (indices into PART_NAMES) of the free body model's faces."""
     path = path or DEFAULT_PARTS_PATH
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: face part file missing; run scripts/build_free_body.py")
+        raise FileNotFoundError(f"{path}: face part file missing; run tools/build_free_body.py")
     parts = np.load(path).astype(np.int64)
     if parts.ndim != 1 or parts.min() < 0 or parts.max() >= len(PART_NAMES):
         raise ValueError(f"{path}: expected (F,) part ids in [0, {len(PART_NAMES)})")

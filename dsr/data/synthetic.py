@@ -25,7 +25,7 @@ Per sample (``render_batch``):
 
 Second domain (``SynthSettings(domain='b')``, ``make_synthetic.py --domain b``): people who differ
 from the default (domain a) as COCO's differ from Human3.6M's, for the paper's setting in
-miniature (3D supervision on domain a, 2D keypoints + masks only on domain b; scripts/ablation.py):
+miniature (3D supervision on domain a, 2D keypoints + masks only on domain b; studies/ablation.py):
   * poses: activity modes ``pose_sampler.MODES_B`` (no 'stand'; 'reach' 0.35, 'crouch' 0.25,
     'walk' 0.15, 'free' 0.25 against a's 0.12 / 0.08 / 0.25 / 0.30 and 'stand' 0.25), pitch and
     roll N(0, 15 deg) clipped at 35 deg (a: N(0, 8 deg), 20 deg);
@@ -440,7 +440,7 @@ def make_synthetic(out_dir: str, npz_dir: str | None = None, n_train: int = 2000
     for rel in ("smpl", "J_regressor_extra.npy", "face_parts.npy"):
         if not os.path.exists(os.path.join(body_dir, rel)):
             raise FileNotFoundError(f"free body asset missing: {os.path.join(body_dir, rel)} "
-                                    "(build it with scripts/build_free_body.py)")
+                                    "(build it with tools/build_free_body.py)")
     paths = {}
     for split, n, name in (("train", n_train, train_name), ("test", n_test, test_name)):
         if n > 0:

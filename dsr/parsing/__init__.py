@@ -1,6 +1,6 @@
 """Inference-only human parsers -> CIHP label maps, the pseudo ground truth of DSR-MC / DSR-C.
 
-An offline step (``scripts/make_parsing_masks.py``); nothing in training imports this package.
+An offline step (``tools/make_parsing_masks.py``); nothing in training imports this package.
 
 Parsers (``PARSERS``), each a plain ``nn.Module`` whose state-dict layout is its released
 checkpoint's, and whose ``forward(x)`` maps one normalised batch (B, 3, H, W) to CIHP logits

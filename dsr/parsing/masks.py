@@ -1,4 +1,4 @@
-"""Mask files of the parsers: images in, CIHP colour PNGs out (used by ``scripts/make_parsing_masks.py``).
+"""Mask files of the parsers: images in, CIHP colour PNGs out (used by ``tools/make_parsing_masks.py``).
 
 * ``read_image_rgb(path)``: (H, W, 3) uint8 RGB, or :class:`ImageReadError` naming the reason
   (missing, truncated JPEG: the same check as the training loader, cannot decode).

@@ -32,7 +32,7 @@ class ParserWeightsError(ValueError):
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Read ``path`` (CPU) -> {key without 'module.': tensor}. Raises ParserWeightsError."""
     if not os.path.isfile(path):
-        raise ParserWeightsError(f"parser weights not found: {path} (see README, 'Parsing masks for real images')")
+        raise ParserWeightsError(f"parser weights not found: {path} (where to get it: docs/parsing.md)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"

@@ -9,7 +9,7 @@ distances (coverage); the raw screen barycentrics that SoftRas's depth needs (So
 to [0, 1], PyTorch3D only at 0) are recomputed in torch from the projected vertices.
 
 Differences from SoftRas (and the exact window backend): only the K nearest faces (by depth) of
-each pixel are kept (scripts/k_study.py), and PyTorch3D skips faces whose projected area is below
+each pixel are kept (studies/k_study.py), and PyTorch3D skips faces whose projected area is below
 1e-8 NDC^2 (edge-on faces: ~10 of the body's faces in a typical view, changing ~30 pixels by up
 to ~0.02).
 

@@ -145,7 +145,7 @@ class SemanticRenderer(nn.Module):
         image_size: int or (H, W); focal_length: pixels; principal point = image centre.
         sigma, gamma, znear, zfar: SoftRas sigma_val, gamma_val, near, far (DSR: 1e-5, 0.1, 1, 100).
         faces_per_pixel: K of the pytorch3d backend (the window backend has no K); 64 from the K
-            study (scripts/k_study.py): mean |feature error| <= 4e-4 and DSR loss relative error
+            study (studies/k_study.py): mean |feature error| <= 4e-4 and DSR loss relative error
             <= 2.5e-3 on the body at s = 0.7..1.1.
         backend: 'auto' | 'window' | 'pytorch3d' (config DSR.RENDER_BACKEND).
         compile_kernels: run the window backend's two elementwise kernels through torch.compile

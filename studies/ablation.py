@@ -33,7 +33,7 @@ Every run is ``train.py --cfg <base cfg> --opts ...`` in its own run directory (
 inspected, resumed or re-run alone); a finished run is not re-run (delete its folder to redo it).
 Each table goes between its marker comments in ``--doc`` (the prose around them is kept).
 
-    python scripts/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 2]
+    python studies/ablation.py [--cfg configs/quickstart_train.cfg] [--seeds 0 1 2] [--epochs 2]
         [--pretrain-epochs 18] [--start-dsr -1] [--variants 2d-only 2d+dsr ...] [--out-dir logs/ablation] [--doc docs/ablation.md]
         [--protocols 2d-only mixed] [--mixed-epochs 1] [--mixed-variants mixed mixed+dsr]
         [--domain-b dsr_data/dataset_folders/synthetic_b] [--n-b-train 2000] [--n-b-test 500]
@@ -52,6 +52,7 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 BOTH = ["DSR.DSR_MC_LOSS_WEIGHT", "0.1", "DSR.DSR_C_LOSS_WEIGHT", "0.1"]  # the release weights
 VARIANTS = {
@@ -207,7 +208,7 @@ def domain_b_data(a) -> tuple[str, str, str]:
     train, test = os.path.join(root, "synthetic_b_train.npz"), os.path.join(root, "synthetic_b_test.npz")
     if not (os.path.isfile(train) and os.path.isfile(test)):
         print(f"[ablation] rendering domain b ({a.n_b_train} train + {a.n_b_test} test people) -> {root}", flush=True)
-        rc = subprocess.call([sys.executable, os.path.join(REPO, "scripts", "make_synthetic.py"), "--out", root,
+        rc = subprocess.call([sys.executable, os.path.join(REPO, "tools", "make_synthetic.py"), "--out", root,
                               "--n-train", str(a.n_b_train), "--n-test", str(a.n_b_test), "--seed", "0",
                               "--domain", "b"], cwd=REPO)
         if rc != 0:
@@ -281,7 +282,7 @@ def main(argv=None) -> int:
     p.add_argument("--opts", nargs="+", default=[])
     a = p.parse_args(argv)
 
-    command = "python scripts/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python studies/ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     start_rows, start_opts, pre_s = pretrain(a)
     text = ""
     if "2d-only" in a.protocols:
@@ -299,20 +300,12 @@ MIXED_BEGIN, MIXED_END = "<!-- ablation.py: mixed table begin -->", "<!-- ablati
 def write_doc(path: str, table: str, begin: str = BEGIN, end: str = END) -> str:
     """Put the table between the markers ``begin`` / ``end`` of an existing doc (the prose around it
     stays); a doc without them gets the block appended; a new doc has only the block."""
-    block = f"{begin}\n{table}{end}\n"
-    if os.path.isfile(path):
-        with open(path) as f:
-            old = f.read()
-        if begin in old and end in old:
-            text = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-        else:
-            text = old.rstrip("\n") + "\n\n" + block
-    else:
-        text = "# DSR ablation in miniature (synthetic data, 2D-only supervision)\n\n" + block
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    from dsr.reporting import replace_block, write_text_atomic
+
+    old = open(path).read() if os.path.isfile(path) else ""
+    text = replace_block(old, begin, end, table,
+                         title="# DSR ablation in miniature (synthetic data, 2D-only supervision)\n")
+    write_text_atomic(path, text)
     return text
 
 

@@ -24,7 +24,7 @@ between the two boxes, centre shift / crop side, scale ratio (whole-body / poses
 draws of the same ``poses2d`` box (``same-set IoU``). For scale: the training augmentation draws scale
 factors in [0.75, 1.25]; two concentric crops 1.0 vs 1.1 have IoU 0.83, 1.0 vs 1.25 IoU 0.64.
 
-    python scripts/pw3d_crop_study.py [--npz dsr_data/dataset_extras/synthetic_test.npz]
+    python studies/pw3d_crop_study.py [--npz dsr_data/dataset_extras/synthetic_test.npz]
         [--images dsr_data/dataset_folders/synthetic] [--repeats 20] [--seed 0]
 """
 import argparse

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Human-parsing masks for a dataset: images -> CIHP colour PNGs where the DSR loader reads them.
 
-    python scripts/make_parsing_masks.py --parser graphonomy --weights inference.pth \\
+    python tools/make_parsing_masks.py --parser graphonomy --weights inference.pth \\
         --npz dsr_data/dataset_extras/coco_2014_train.npz --img-dir dsr_data/dataset_folders/coco
-    python scripts/make_parsing_masks.py --parser schp-lip --weights exp-schp-201908261155-lip.pth \\
+    python tools/make_parsing_masks.py --parser schp-lip --weights exp-schp-201908261155-lip.pth \\
         --img-folder photos/ --out photos_parsing/
 
 Inputs: a SPIN-format npz (``imgname`` relative to ``--img-dir``; each image is parsed once however
@@ -213,7 +213,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--parser", required=True, choices=PARSERS)
     w = p.add_mutually_exclusive_group(required=True)
-    w.add_argument("--weights", help="the parser's checkpoint file (README: 'Parsing masks for real images')")
+    w.add_argument("--weights", help="the parser's checkpoint file (where to get it: docs/parsing.md)")
     w.add_argument("--random-weights", action="store_true",
                    help="random initialisation (seed 0): for tests and timing only, the masks are meaningless")
     src = p.add_mutually_exclusive_group(required=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """K study: error of the PyTorch3D backend (K faces per pixel) against the exact window backend.
 
-    python scripts/k_study.py [--scales 0.7 0.9 1.1] [--kmax 96] [--device cpu]
+    python studies/k_study.py [--scales 0.7 0.9 1.1] [--kmax 96] [--device cpu]
 
 The SMPL-sized mesh of ``dsr.rendering.meshes.body_mesh`` (the free body when present) is rendered
 at the DSR crop camera (224^2, f = 5000, cam_t z = 2 f / (224 s)) with SoftRas's sigma = 1e-5,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does the DSR signal point at the truth? Per-sample fitting with and without the DSR terms.
 
-The training ablation (``scripts/ablation.py``) asks whether DSR helps a *regressor*; this asks the
+The training ablation (``studies/ablation.py``) asks whether DSR helps a *regressor*; this asks the
 simpler question underneath, with the regressor out of the loop: take the first N training items
 of the synthetic set (no augmentation; 2D keypoints and Graphonomy-style masks, 2D-only
 supervision as ``DATASET.IGNORE_3D``), start from the regressor's prediction (``--pretrained``) or
@@ -17,7 +17,7 @@ those of the start, the targets (masks, prior) do not single out the true body.
 Settings: 2d-only; 2d+dsr (release weights 0.1 / 0.1); each DSR term alone; both x10; the
 image-IoU fix; sigma 1e-6 / 1e-4 (release 1e-5); gamma 1e-2 / 1 (release 0.1); K=16 (default 64).
 
-    python scripts/fit_study.py [--cfg configs/quickstart_train.cfg] [--pretrained CKPT] [-n 32]
+    python studies/fit_study.py [--cfg configs/quickstart_train.cfg] [--pretrained CKPT] [-n 32]
         [--steps 150] [--lr 0.01] [--settings ...] [--doc docs/fit_study.md]
 """
 from __future__ import annotations
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
               f"silhouette IoU {rows[-1][2][2]:.3f}  "
               f"({rows[-1][3]:.0f} s)", flush=True)
 
-    lines = [f"`python scripts/fit_study.py {shlex.join(argv if argv is not None else sys.argv[1:])}`: "
+    lines = [f"`python studies/fit_study.py {shlex.join(argv if argv is not None else sys.argv[1:])}`: "
              f"{a.n} training items of `{cfg.DATASET.TRAIN_DS}`, {a.steps} Adam steps (lr {a.lr}) per setting, "
              f"{time.time() - t0:.0f} s. DSR-MC / DSR-C are unweighted, with the release renderer "
              f"(sigma {cfg.DSR.SIGMA_VAL}, gamma {cfg.DSR.GAMMA_VAL}, K {cfg.DSR.FACES_PER_PIXEL}), against the "

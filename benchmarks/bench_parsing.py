@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time a human parser's full procedure (``dsr.parsing.parse_images``) on person crops.
 
-    python scripts/bench_parsing.py --parser schp-lip [--sizes 256 384 512] [--scales 1] [--no-flip]
+    python benchmarks/bench_parsing.py --parser schp-lip [--sizes 256 384 512] [--scales 1] [--no-flip]
         [--batch-size 1] [--repeat 3] [--device cpu|cuda] [--threads N]
 
 Random weights (seed 0) and random square RGB crops of each size; per size: the median wall

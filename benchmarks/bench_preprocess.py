@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time ``python -m dsr.data.preprocess`` per 1,000 rows on fabricated raw trees of realistic form.
 
-    python scripts/bench_preprocess.py [--work DIR] [--pw3d-seqs 6] [--pw3d-frames 1000] [--coco 30000] [--eft 5000]
+    python benchmarks/bench_preprocess.py [--work DIR] [--pw3d-seqs 6] [--pw3d-frames 1000] [--coco 30000] [--eft 5000]
 
 Fabricated (random values, the real files' keys and array sizes):
   3DPW   --pw3d-seqs sequence pickles of --pw3d-frames frames and 2 people, with the download's

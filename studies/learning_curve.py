@@ -23,7 +23,7 @@ kill and it continues from the last probe's checkpoint (the data order after a r
 that of an uninterrupted run); probes already in ``curve.json`` are kept. Logging of images and
 TensorBoard is off (``PL_LOGGING False``) so that the timings are those of the training alone.
 
-    python scripts/learning_curve.py --out-dir logs/curves/base --steps 100 200 400 800 \\
+    python studies/learning_curve.py --out-dir logs/curves/base --steps 100 200 400 800 \\
         [--cfg configs/quickstart_train.cfg] [--train-rows 500] [--opts KEY VALUE ...]
 """
 from __future__ import annotations
@@ -39,6 +39,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from dsr.reporting import write_json_atomic, write_text_atomic  # noqa: E402
 
 FIXED = ["PL_LOGGING", "False", "TRAINING.LOG_FREQ_TB_IMAGES", "0", "TESTING.LOG_FREQ_TB_IMAGES", "0",
          "TRAINING.SAVE_IMAGES", "False", "TESTING.SAVE_IMAGES", "False", "TRAINING.CHECK_VAL_EVERY_N_EPOCH", "100000",
@@ -60,13 +62,6 @@ def write_train_probe(train_npz: str, rows: int, path: str) -> int:
     n = min(rows, len(d["imgname"]))
     save_npz_atomic(path, **{k: d[k][:n] for k in PROBE_KEYS if k in d.files})
     return n
-
-
-def _atomic_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def markdown(curve: dict) -> str:
@@ -138,9 +133,8 @@ def make_probe(steps, loaders: dict, curve: dict, json_path: str, md_path: str):
                     cb.save(trainer)
             curve["rows"] = [r for r in curve["rows"] if r["step"] != row["step"]] + [row]
             curve["rows"].sort(key=lambda r: r["step"])
-            _atomic_json(json_path, curve)
-            with open(md_path, "w") as f:
-                f.write(markdown(curve))
+            write_json_atomic(json_path, curve)
+            write_text_atomic(md_path, markdown(curve))
             self.todo.remove(row["step"])
             self.sums, self.n = {}, 0
             self.probe_seconds += time.perf_counter() - t
@@ -192,7 +186,7 @@ def main(argv=None) -> int:
     logger.add(os.path.join(run_dir, "train.log"), level="INFO")
     with open(os.path.join(run_dir, "config_to_run.yaml"), "w") as f:
         f.write(cfg.dump())
-    command = "python scripts/learning_curve.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python studies/learning_curve.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     json_path, md_path = os.path.join(out, "curve.json"), os.path.join(out, "curve.md")
     curve = {"command": command, "rows": []}
     if os.path.isfile(json_path):
@@ -217,7 +211,7 @@ def main(argv=None) -> int:
         base.freeze()
         mean_module = DSRModule(base)
         curve["mean"] = {k: mean_module.evaluate(v) for k, v in loaders.items()}
-        _atomic_json(json_path, curve)
+        write_json_atomic(json_path, curve)
         del mean_module
 
     last = os.path.join(run_dir, "checkpoints", "last.ckpt")
@@ -233,8 +227,7 @@ def main(argv=None) -> int:
         trainer.fit(module, ckpt_path=resume)
         del trainer, module
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    with open(md_path, "w") as f:
-        f.write(markdown(curve))
+    write_text_atomic(md_path, markdown(curve))
     print(markdown(curve))
     return 0
 

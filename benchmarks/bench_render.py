@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark of the DSR rendering step (issue "Speed and memory"), all measured in one run.
 
-    python scripts/bench_render.py [--device cpu|cuda] [--batch 32] [--small-batch 1] [--threads 2]
-    python scripts/bench_render.py --device cuda --sweep [--backends window,pytorch3d]
+    python benchmarks/bench_render.py [--device cpu|cuda] [--batch 32] [--small-batch 1] [--threads 2]
+    python benchmarks/bench_render.py --device cuda --sweep [--backends window,pytorch3d]
                                    [--batches 32,64,128] [--separate-batch 32] [--json out.json]
 
 --img-res px crop (default 224; the focal length is scaled with it, 5000 * px / 224, so the body

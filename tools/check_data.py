@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check every file a config will read, print a table, exit non-zero naming each problem.
 
-    python scripts/check_data.py --cfg configs/dsr_train.cfg [--cfg-id 0] [--samples 20] [--all]
+    python tools/check_data.py --cfg configs/dsr_train.cfg [--cfg-id 0] [--samples 20] [--all]
 
 Checked: the SMPL model files (three genders), J_regressor_extra / J_regressor_h36m (shape
 (rows, V)), smpl_mean_params (pose 144, shape 10, cam 3), the semantic prior (F, 20) with rows
@@ -12,6 +12,10 @@ DSR training, of Graphonomy masks (decode, same size as the image, palette colou
 count of missing masks against DATASET.MAX_MISSING_MASK_FRACTION, the mask coverage of the rows,
 the label histogram of the sampled masks and the share of sampled rows whose DSR-MC / DSR-C
 targets come out empty (a problem when every DSR-MC target is).
+
+Each problem is printed with where its file comes from (:func:`where_to_get`). ``train.py`` runs
+the same checks (:func:`run` with a small sample) before it creates a run directory and exits 2
+with this list when a file is missing or malformed.
 """
 import argparse
 import os
@@ -46,6 +50,48 @@ class Report:
             print(f"{item:<{w0}}  {p:<{w1}}  {'ok' if ok else 'FAIL':<6}  {detail}")
 
 
+# Where each file comes from, by the report's item name (docs/data.md has the details).
+_SOURCES = (
+    ("smpl ", "SMPL models: register at https://smpl.is.tue.mpg.de and put SMPL_{NEUTRAL,MALE,FEMALE}.pkl "
+              "(v1.1) in PATHS.SMPL_MODEL_DIR"),
+    ("J_regressor_", "SPIN's data release (github.com/nkolot/SPIN, fetch_data.sh: data/J_regressor_*.npy)"),
+    ("smpl_mean_params", "SPIN's data release (github.com/nkolot/SPIN, fetch_data.sh: data/smpl_mean_params.npz)"),
+    ("semantic_prior", "DSR's release (github.com/saidwivedi/DSR, dsr_data.zip: semantic_prior.npy)"),
+    ("TRAINING.PRETRAINED", "a released DSR checkpoint (DSR's dsr_data.zip: dsr_w3DPW_checkpoint.pt, "
+                            "dsr_wo3DPW_checkpoint.pt) or a checkpoint of yours"),
+    ("TRAINING.RESUME", "the last.ckpt of an earlier run of yours"),
+    ("backbone ", "torchvision's ImageNet ResNet-50 / the COCO pose HRNet-W32 weights (docs/training.md)"),
+)
+EMBEDDED_DEFAULT_HINT = ("without any licensed file the embedded default runs end to end: bash scripts/quickstart.sh "
+                         "(docs/embedded-default.md)")
+
+
+def where_to_get(item: str) -> str:
+    """One line saying where the file of report item ``item`` comes from."""
+    for prefix, hint in _SOURCES:
+        if item.startswith(prefix):
+            return hint
+    name = item.split(" ")[0]
+    if name.startswith("synthetic"):
+        return "the embedded default's synthetic data: bash prepare_data.sh"
+    if "mask" in item or item.endswith("DSR targets"):
+        return "Graphonomy masks: python tools/make_parsing_masks.py (docs/parsing.md)"
+    if item.endswith((" root", " images")):
+        return f"the images of {name} from the dataset's own site (docs/data.md)"
+    raw = {"3dpw": "3dpw", "coco": "coco", "h36m": "h36m", "mpi": "mpi-inf-3dhp"}
+    cmd = next((v for k, v in raw.items() if name.startswith(k)), None)
+    return (f"python -m dsr.data.preprocess {cmd} on the raw download (docs/data.md)" if cmd else "docs/data.md") \
+        + "; or SPIN's / DSR's npz files (dataset_extras/)"
+
+
+def print_problems(rep: Report, cfg_path: str, file=sys.stderr) -> None:
+    """The problems of ``rep``, each with its path, what is wrong and where to get the file."""
+    print(f"{len(rep.problems)} problem(s) with the files of {cfg_path}:", file=file)
+    for item, path, _, detail in rep.problems:
+        print(f"  - {item}: {path}: {detail}\n      get it: {where_to_get(item)}", file=file)
+    print(f"Check again with: python tools/check_data.py --cfg {cfg_path}; {EMBEDDED_DEFAULT_HINT}", file=file)
+
+
 def _check(rep, item, path, fn):
     """Run fn(path) -> detail str; record ok, or FAIL with the exception text."""
     try:
@@ -62,6 +108,9 @@ def check_body(rep, cfg):
         try:
             path = find_model_file(cfg.PATHS.SMPL_MODEL_DIR, g)
         except Exception as e:  # noqa: BLE001
+            if not os.path.isdir(cfg.PATHS.SMPL_MODEL_DIR):  # one row for the missing folder, not three
+                rep.add("smpl models", cfg.PATHS.SMPL_MODEL_DIR, False, str(e))
+                break
             rep.add(f"smpl {g}", cfg.PATHS.SMPL_MODEL_DIR, False, str(e))
             continue
 
@@ -297,9 +346,8 @@ def main(argv=None):
     rep = run(cfg, a.samples, a.all)
     rep.print()
     if rep.problems:
-        print(f"\n{len(rep.problems)} problem(s) with the files of {a.cfg}:", file=sys.stderr)
-        for item, path, _, detail in rep.problems:
-            print(f"  - {item}: {path}: {detail}", file=sys.stderr)
+        print(file=sys.stderr)
+        print_problems(rep, a.cfg)
         return 1
     print(f"\nall files of {a.cfg} look fine")
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the synthetic dataset (the embedded default) from the free body model.
 
-    python scripts/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
+    python tools/make_synthetic.py --out dsr_data/dataset_folders/synthetic \
         --npz-dir dsr_data/dataset_extras --n-train 2000 --n-test 500 --seed 0 [--workers 2] [--preview grid.png]
         [--focal-range 0.9 1.5] [--domain a|b] [--train-name synthetic_train.npz] [--test-name synthetic_test.npz]
 
