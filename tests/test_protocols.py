@@ -31,3 +31,23 @@ def test_pkl_arrays_identical_to_the_code_before_the_move(golden, ds, gender_eva
             assert got.tolist() == value.tolist(), name
         else:
             np.testing.assert_array_equal(got, value, err_msg=name)
+
+
+@pytest.mark.parametrize("name,val_ds,family", [("emdb1_eval.cfg", "emdb-1", "emdb"), ("ssp3d_eval.cfg", "ssp-3d", "ssp-3d"),
+                                                ("dsr_eval.cfg", "3dpw", "spin")])
+def test_eval_configs_pick_their_protocol(name, val_ds, family):
+    """configs/emdb1_eval.cfg and ssp3d_eval.cfg are the release evaluation config with another
+    VAL_DS (and EXP_NAME); each VAL_DS resolves to its protocol family."""
+    import os
+
+    from dsr.config import load_config
+    from dsr.evaluation.protocols import protocol_class
+
+    cfg = load_config(os.path.join(pc.REPO, "configs", name))
+    ref = load_config(os.path.join(pc.REPO, "configs", "dsr_eval.cfg"))
+    assert cfg.DATASET.VAL_DS == val_ds and protocol_class(val_ds).name == family
+    cfg.defrost()
+    cfg.DATASET.VAL_DS, cfg.EXP_NAME = ref.DATASET.VAL_DS, ref.EXP_NAME
+    assert cfg.dump() == ref.dump()
+    with pytest.raises(ValueError, match="unknown evaluation dataset 'emdb-3'"):
+        protocol_class("emdb-3")
