@@ -140,6 +140,9 @@ def test_jitter_joins_the_good_frames_across_a_gap():
     res = {"sequence": ["s"] * 5, "frame": frames, "jitter_joints": joints}
     got = E.EmdbProtocol.jitter_per_sequence(res)["s"]
     assert got == pytest.approx(6 * a * 30 ** 3 * 15 / 24 / 10, rel=1e-12)
+    # a row repeated (a distributed sampler pads the last batch) changes nothing
+    dup = {"sequence": ["s"] * 6, "frame": np.append(frames, 3), "jitter_joints": np.concatenate([joints, joints[2:3]])}
+    assert E.EmdbProtocol.jitter_per_sequence(dup)["s"] == pytest.approx(got, rel=1e-12)
     assert np.isnan(jitter(joints[:3]))
 
 

@@ -51,3 +51,20 @@ def test_eval_configs_pick_their_protocol(name, val_ds, family):
     assert cfg.dump() == ref.dump()
     with pytest.raises(ValueError, match="unknown evaluation dataset 'emdb-3'"):
         protocol_class("emdb-3")
+
+
+def test_results_csv_upgrades_an_old_header(tmp_path):
+    """A results.csv written before the protocol column keeps its rows under the new header."""
+    from dsr.lightning_module import RESULTS_FIELDS, append_results_csv
+
+    path = tmp_path / "results.csv"
+    path.write_text("run,dataset,epoch,step,num_samples,mpjpe,pa_mpjpe,pve,pck,auc\r\n"
+                    "r1,3dpw,3,100,35515,85.700,51.700,99.500,,\r\n")
+    append_results_csv(str(path), {"run": "r2", "dataset": "ssp-3d", "protocol": "ssp-3d", "epoch": 0, "step": 0,
+                                   "num_samples": 311, "pve_t_sc": "15.000", "iou": "0.7000"})
+    import csv
+
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == RESULTS_FIELDS
+    assert rows[0]["run"] == "r1" and rows[0]["pa_mpjpe"] == "51.700" and rows[0]["protocol"] == ""
+    assert rows[1]["dataset"] == "ssp-3d" and rows[1]["iou"] == "0.7000" and rows[1]["mpjpe"] == ""

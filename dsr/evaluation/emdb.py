@@ -106,14 +106,15 @@ class EmdbProtocol(Protocol):
 
     @staticmethod
     def jitter_per_sequence(res) -> dict[str, float]:
-        """{sequence: jitter (10 m/s³)} over each sequence's frames in frame order."""
+        """{sequence: jitter (10 m/s³)} over each sequence's frames in frame order (a frame seen
+        twice, e.g. the padding of a distributed sampler, counts once)."""
         seq = np.asarray(res["sequence"])
         frame = np.asarray(res["frame"])
         out = {}
         for s in sorted(set(seq.tolist())):
             idx = np.flatnonzero(seq == s)
-            idx = idx[np.argsort(frame[idx], kind="stable")]
-            out[s] = metrics.jitter(res["jitter_joints"][idx], fps=FPS, ignored_joints=JITTER_IGNORED)
+            _, first = np.unique(frame[idx], return_index=True)  # sorted by frame, duplicates dropped
+            out[s] = metrics.jitter(res["jitter_joints"][idx[first]], fps=FPS, ignored_joints=JITTER_IGNORED)
         return out
 
     def summarise(self, res):
