@@ -85,7 +85,8 @@ def run_case(ds: str, gender_eval: bool, seed: int = 0) -> dict:
 
 def _run_case(ds: str, gender_eval: bool, seed: int) -> dict:
     from dsr.geometry import batch_rodrigues
-    from dsr.lightning_module import DSRModule, summarise_eval
+    from dsr import lightning_module as lm
+    from dsr.lightning_module import DSRModule
 
     with tempfile.TemporaryDirectory() as tmp:
         logdir = os.path.join(tmp, "run")
@@ -104,8 +105,10 @@ def _run_case(ds: str, gender_eval: bool, seed: int) -> dict:
             module.test_step(batch, 0)
             module._trainer = None
             res = {k: (v.cpu().numpy() if torch.is_tensor(v) else v)
-                   for k, v in _concat(module._val_outputs).items()}
-        module._write_results("val", ds, summarise_eval_any(res), res)
+                   for k, v in lm._concat(module._val_outputs).items()}
+        # the module's own summary (its protocol's; the code before the move had summarise_eval)
+        summary = module.protocol.summarise(res) if hasattr(module, "protocol") else lm.summarise_eval(res)
+        module._write_results("val", ds, summary, res)
         with open(os.path.join(logdir, f"evaluation_results_{ds}.pkl"), "rb") as f:
             dump = pickle.load(f)
         with open(os.path.join(logdir, "val_accuracy_results.json")) as f:
@@ -113,18 +116,6 @@ def _run_case(ds: str, gender_eval: bool, seed: int) -> dict:
         dump.update({f"summary_{k}": np.float64(v) for k, v in summary.items()
                      if isinstance(v, float) or k == "num_samples"})
         return dump
-
-
-def _concat(outs):
-    from dsr import lightning_module as lm
-
-    return lm._concat(outs)
-
-
-def summarise_eval_any(res):
-    from dsr import lightning_module as lm
-
-    return lm.summarise_eval(res)
 
 
 def key(ds: str, gender_eval: bool, name: str) -> str:
