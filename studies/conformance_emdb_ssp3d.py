@@ -119,7 +119,7 @@ def prepare(args, work: str) -> None:
         for f in files:
             path = os.path.join(src, f)
             if not os.path.isfile(path):
-                raise SystemExit(f"error: {path} not found (--{opt.replace('_', '-')} must be a clone of the official code)")
+                raise FileNotFoundError(f"{path} not found (--{opt.replace('_', '-')} must be a clone of the official code)")
             os.makedirs(os.path.dirname(os.path.join(work, folder, f)), exist_ok=True)
             shutil.copy(path, os.path.join(work, folder, f))
     for d in ("hp/metrics", "hp/utils"):
@@ -158,7 +158,11 @@ def main(argv=None) -> int:
     if work.startswith(REPO + os.sep):
         print(f"error: --work {work} is inside the repository; the official code runs outside it", file=sys.stderr)
         return 2
-    prepare(args, work)
+    try:
+        prepare(args, work)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     env = dict(os.environ, CONF_SMPLX=os.path.join(work, "smplx_models"), PYTHONPATH=REPO)
     worst = 0
     for worker, near in (("emdb", False), ("emdb", True), ("ssp3d", False)):

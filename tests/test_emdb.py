@@ -212,3 +212,21 @@ def test_emdb1_evaluation_end_to_end(tree, tmp_path):
     assert res["jitter"] == pytest.approx(np.mean(list(dump["jitter_per_sequence"].values())))
     csv = (tmp_path / "exp" / "results.csv").read_text().splitlines()
     assert csv[0].startswith("run,dataset,protocol,") and ",emdb-1,emdb," in csv[1]
+
+
+def test_conformance_script_needs_the_official_clones(tmp_path, capsys):
+    """studies/conformance_emdb_ssp3d.py (the official code is not in the repository): clear
+    errors for a missing clone and for a work folder inside the repository."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conf", os.path.join(fx.REPO, "studies", "conformance_emdb_ssp3d.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--emdb-code", str(tmp_path)]) == 2
+    assert "--ssp3d-code, --hierprob-code" in capsys.readouterr().err
+    assert mod.main(["--emdb-code", str(tmp_path), "--ssp3d-code", str(tmp_path), "--hierprob-code", str(tmp_path),
+                     "--work", str(tmp_path / "w")]) == 2
+    assert "evaluation_metrics.py not found" in capsys.readouterr().err
+    assert mod.main(["--emdb-code", str(tmp_path), "--ssp3d-code", str(tmp_path), "--hierprob-code", str(tmp_path),
+                     "--work", os.path.join(fx.REPO, "conf_tmp")]) == 2
+    assert "inside the repository" in capsys.readouterr().err
