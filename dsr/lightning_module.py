@@ -366,7 +366,7 @@ def _concat(outs: list[dict[str, Any]]) -> dict[str, Any]:
 def summarise_eval(res: dict[str, Any]) -> dict[str, float]:
     """Per-sample results of a SPIN-style protocol (numpy, metres) -> mean MPJPE / PA-MPJPE / PVE
     in mm (+ PCK@150 / AUC in % when present) and ``num_samples`` (:meth:`SpinProtocol.summarise`)."""
-    return SpinProtocol.summarise(None, res)
+    return SpinProtocol.summarise(res)
 
 
 RESULTS_FIELDS = ["run", "dataset", "protocol", "epoch", "step", "num_samples", *SUMMARY_FIELDS]

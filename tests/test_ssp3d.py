@@ -77,7 +77,7 @@ def test_pooled_vs_mean_iou_on_two_hand_made_silhouettes():
     assert tp.tolist() == [2, 10] and fp.tolist() == [2, 0] and fn.tolist() == [2, 0]
     res = {"tp": tp.numpy(), "fp": fp.numpy(), "fn": fn.numpy(), "iou": np.array([1 / 3, 1.0]),
            "pve_t_sc": np.zeros(2)}
-    s = Ssp3dProtocol.summarise(None, res)
+    s = Ssp3dProtocol.summarise(res)
     assert s["iou"] == pytest.approx(12 / 16)  # pooled: (2 + 10) / (6 + 10)
     assert s["iou_mean"] == pytest.approx((1 / 3 + 1) / 2)
 

@@ -117,8 +117,9 @@ class EmdbProtocol(Protocol):
             out[s] = metrics.jitter(res["jitter_joints"][idx[first]], fps=FPS, ignored_joints=JITTER_IGNORED)
         return out
 
-    def summarise(self, res):
-        jit = [v for v in self.jitter_per_sequence(res).values() if np.isfinite(v)]
+    @classmethod
+    def summarise(cls, res):
+        jit = [v for v in cls.jitter_per_sequence(res).values() if np.isfinite(v)]
         return {
             "mpjpe": float(res["mpjpe_joints"].mean(axis=1).mean() * 1000),
             "pa_mpjpe": float(res["pampjpe_joints"].mean(axis=1).mean() * 1000),

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from dsr import constants
@@ -118,7 +117,8 @@ class Protocol:
     def score(self, batch: dict, pred: dict) -> dict[str, Any]:
         raise NotImplementedError
 
-    def summarise(self, res: dict[str, Any]) -> dict[str, float]:
+    @staticmethod
+    def summarise(res: dict[str, Any]) -> dict[str, float]:
         raise NotImplementedError
 
     def dump(self, res: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +176,8 @@ class SpinProtocol(Protocol):
                 verts[mask] = gt_mesh(self.body_of(g), pose[mask], betas[mask]).vertices
         return verts
 
-    def summarise(self, res):
+    @staticmethod
+    def summarise(res):
         """Per-sample results (numpy, metres) -> mean MPJPE / PA-MPJPE / PVE in mm (+ PCK@150 /
         AUC in % when present) and ``num_samples``."""
         summary = {
@@ -219,7 +220,3 @@ def build_protocol(cfg, body_of: BodyOf) -> Protocol:
     ds = cfg.DATASET.VAL_DS
     return protocol_class(ds)(ds, body_of, gender_eval=cfg.DATASET.GENDER_EVAL,
                               focal_length=cfg.DATASET.FOCAL_LENGTH, img_res=cfg.DATASET.IMG_RES)
-
-
-def as_numpy(x) -> np.ndarray:
-    return x.cpu().numpy() if torch.is_tensor(x) else np.asarray(x)

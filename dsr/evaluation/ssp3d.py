@@ -21,6 +21,7 @@ import torch
 
 from dsr.evaluation import metrics
 from dsr.evaluation.protocols import Protocol
+from dsr.rendering.semantic_renderer import rasterize
 
 __all__ = ["Ssp3dProtocol", "tpose_vertices", "pve_t_sc"]
 
@@ -48,8 +49,6 @@ class Ssp3dProtocol(Protocol):
     datasets = ("ssp-3d",)
 
     def score(self, batch, pred):
-        from dsr.rendering.semantic_renderer import rasterize
-
         codes = batch["gender"].reshape(-1).to(pred["pred_shape"].device)
         bad = sorted(set(codes.tolist()) - set(GENDERS))
         if bad:
@@ -67,7 +66,8 @@ class Ssp3dProtocol(Protocol):
         iou = torch.where(union > 0, tp.double() / union.clamp_min(1), torch.full_like(union, float("nan")))
         return {"pve_t_sc": err, "tp": tp, "fp": fp, "fn": fn, "iou": iou}
 
-    def summarise(self, res):
+    @staticmethod
+    def summarise(res):
         tp, fp, fn = (np.asarray(res[k], dtype=np.float64) for k in ("tp", "fp", "fn"))
         total = (tp + fp + fn).sum()
         return {
