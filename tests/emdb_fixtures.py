@@ -1,5 +1,6 @@
 """Fabricated EMDB and SSP-3D raw trees (the downloads' real formats; the embedded free body model
-stands in for SMPL). Used by tests/test_emdb.py and tests/test_ssp3d.py (not a test module)."""
+stands in for SMPL). Used by tests/test_emdb.py, test_ssp3d.py, test_data_check.py and
+studies/conformance_emdb_ssp3d.py (not a test module)."""
 from __future__ import annotations
 
 import os
