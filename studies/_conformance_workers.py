@@ -149,7 +149,7 @@ def run_ssp3d(work: str) -> int:
     SSP.SMPL = NumpySMPL
     tmp = tempfile.mkdtemp(dir=work)
     root, out, N = os.path.join(tmp, "ssp"), os.path.join(tmp, "out"), 8
-    labels = fx.make_ssp3d_tree(root, n=N, seed=3)
+    labels = fx.make_ssp3d_tree(root, n=N, seed=3, size=512)  # the real images' size
     assert _quiet(preprocess_main, ["ssp-3d", "--root", root, "--out", out]) == 0
     cfg = make_cfg("ssp-3d", True, os.path.join(tmp, "run"))
     cfg.PATHS.DATASET_NPZ_PATH = os.path.join(out, "dataset_extras")
@@ -164,7 +164,7 @@ def run_ssp3d(work: str) -> int:
     rot = batch_rodrigues(torch.from_numpy(pose).float().reshape(-1, 3)).reshape(N, 24, 3, 3)
     with torch.no_grad():
         verts = body_of("neutral")(rot[:, :1], rot[:, 1:], pred_betas).vertices
-    cam_t = torch.tensor([[0.0, 0.2, 48.0]]).repeat(N, 1) + torch.from_numpy(
+    cam_t = torch.tensor([[0.0, 0.2, 20.0]]).repeat(N, 1) + torch.from_numpy(
         rng.normal(scale=[0.1, 0.1, 3], size=(N, 3))).float()
     batch = {"betas": torch.stack([it["betas"] for it in items]), "gender": torch.tensor([it["gender"] for it in items]),
              "silhouette": torch.stack([it["silhouette"] for it in items])}
@@ -182,12 +182,26 @@ def run_ssp3d(work: str) -> int:
                                 return_per_frame_metrics=True)
     ms = tr.metric_sums
     pooled = ms["num_true_positives"] / (ms["num_true_positives"] + ms["num_false_negatives"] + ms["num_false_positives"])
+    from utils.image_utils import batch_crop_opencv_affine  # the author's crop (HierProb3D)
+
+    import cv2
+
+    theirs = []
+    for i, f in enumerate(labels["fnames"]):
+        sil = cv2.imread(os.path.join(root, "silhouettes", f), 0)
+        theirs.append(batch_crop_opencv_affine(output_wh=(224, 224), num_to_crop=1, seg=sil[None],
+                                               bbox_centres=labels["bbox_centres"][i][None],
+                                               bbox_whs=[labels["bbox_whs"][i]], orig_scale_factor=1.2)["seg"][0] > 0)
+    ours_gt = batch["silhouette"].numpy() > 0
+    crop_iou = [(a & b).sum() / (a | b).sum() for a, b in zip(theirs, ours_gt)]
     d_pve = float(np.abs(off - res["pve_t_sc"].numpy()).max())
     d_iou = float(np.abs(pf["silhouette-IOU"] - res["iou"].numpy()).max())
     print(f"SSP-3D, {N} people: PVE-T-SC official | ours (mm) "
           + ", ".join(f"{a * 1000:.3f} | {b * 1000:.3f}" for a, b in zip(off, res["pve_t_sc"].numpy())))
     print(f"  pooled IoU tracker {pooled:.6f} | ours {summary['iou']:.6f}; mean per-image IoU (ours) {summary['iou_mean']:.6f}")
     print(f"  largest difference: PVE-T-SC {d_pve:.2g} m, per-image IoU {d_iou:.2g}, pooled IoU {abs(pooled - summary['iou']):.2g}")
+    print(f"  GT silhouette crops, the author's vs ours at 224 px (IoU of the two crops): min {min(crop_iou):.4f}, "
+          f"mean {np.mean(crop_iou):.4f} (ours rounds the box centre and side to whole pixels, as every crop here)")
     return int(d_pve > TOL_M or d_iou > 1e-12 or abs(pooled - summary["iou"]) > 1e-12)
 
 

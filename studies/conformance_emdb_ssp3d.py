@@ -17,7 +17,9 @@ the real formats (tests/emdb_fixtures.py) and the same predictions:
   per good frame: MPJPE, PA-MPJPE, PVE (m), MPJAE, PA-MPJAE (deg), jitter per sequence; twice,
   with predictions unrelated to the ground truth and with GT + noise;
 * SSP-3D: ``metrics.compute_pve_neutral_pose_scale_corrected`` per person vs our PVE-T-SC, and
-  the author's ``EvalMetricsTracker(['silhouette-IOU'])`` vs our IoU on the same silhouettes.
+  the author's ``EvalMetricsTracker(['silhouette-IOU'])`` vs our IoU on the same silhouettes;
+  for information, the author's crop of the GT silhouettes (``batch_crop_opencv_affine``, their
+  (row, col) centres, 1.2 box factor, nearest) at our 224 px against ours (IoU of the two crops).
 
 Prints the largest differences; exit status 1 when one exceeds 1e-6 m / 1e-4 deg (jitter: 1e-6
 relative), 2 on a missing clone. Nothing is downloaded. About a minute on 2 cores.
@@ -37,7 +39,7 @@ FREE_SMPL = os.path.join(REPO, "dsr", "assets", "free_body", "smpl")
 OFFICIAL = {  # option -> files copied into <work>/<folder>
     "emdb_code": ("emdb", ["evaluation_metrics.py", "evaluation_engine.py", "evaluation_loaders.py"]),
     "ssp3d_code": ("ssp3d", ["metrics.py"]),
-    "hierprob_code": ("hp", ["metrics/eval_metrics_tracker.py", "utils/eval_utils.py"]),
+    "hierprob_code": ("hp", ["metrics/eval_metrics_tracker.py", "utils/eval_utils.py", "utils/image_utils.py"]),
 }
 STUBS = {
     "tabulate.py": '"""Stub: the engine imports tabulate for printing only."""\n'

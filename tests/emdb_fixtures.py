@@ -67,25 +67,28 @@ def make_emdb_tree(root: str, seed: int = 0, images: bool = True) -> dict:
     return seqs
 
 
-def make_ssp3d_tree(root: str, n: int = 3, seed: int = 0) -> dict:
-    """labels.npz + images/ + silhouettes/ (512 x 512 in the real set; 96 x 96 here). The silhouette
-    of person i is a filled rectangle; the box centre is stored (row, col) as in the real file."""
+def make_ssp3d_tree(root: str, n: int = 3, seed: int = 0, size: int = 96) -> dict:
+    """labels.npz + images/ + silhouettes/ (512 x 512 in the real set; ``size`` x ``size`` here). The
+    silhouette of person i is a filled rectangle (size/4.8 x size/9.6 around the box centre); the box
+    centre is stored (row, col) as in the real file."""
     rng = np.random.default_rng(seed)
+    k = size / 96.0
     os.makedirs(os.path.join(root, "images"))
     os.makedirs(os.path.join(root, "silhouettes"))
     fnames = np.array([f"person_{i:04d}.png" for i in range(n)])
-    centres_rc = np.stack([rng.uniform(40, 56, n), rng.uniform(30, 66, n)], 1)
-    whs = rng.uniform(40, 60, n)
+    centres_rc = np.stack([rng.uniform(40, 56, n), rng.uniform(30, 66, n)], 1) * k
+    whs = rng.uniform(40, 60, n) * k
+    hr, hc = int(round(10 * k)), int(round(5 * k))
     for i, f in enumerate(fnames):
-        cv2.imwrite(os.path.join(root, "images", f), rng.integers(0, 255, (96, 96, 3), np.uint8))
-        sil = np.zeros((96, 96), np.uint8)
+        cv2.imwrite(os.path.join(root, "images", f), rng.integers(0, 255, (size, size, 3), np.uint8))
+        sil = np.zeros((size, size), np.uint8)
         r, c = int(centres_rc[i, 0]), int(centres_rc[i, 1])
-        sil[r - 10:r + 10, c - 5:c + 5] = 255
+        sil[r - hr:r + hr, c - hc:c + hc] = 255
         cv2.imwrite(os.path.join(root, "silhouettes", f), sil)
     labels = {
         "fnames": fnames, "shapes": rng.normal(size=(n, 10)), "poses": rng.normal(scale=0.2, size=(n, 72)),
         "genders": np.array(["m", "f", "m"][:n] + ["f"] * max(0, n - 3)), "cam_trans": rng.normal(size=(n, 3)),
-        "joints2D": rng.uniform(0, 96, size=(n, 17, 3)), "bbox_centres": centres_rc, "bbox_whs": whs,
+        "joints2D": rng.uniform(0, size, size=(n, 17, 3)), "bbox_centres": centres_rc, "bbox_whs": whs,
     }
     np.savez(os.path.join(root, "labels.npz"), **labels)
     return labels
