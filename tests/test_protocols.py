@@ -68,3 +68,14 @@ def test_results_csv_upgrades_an_old_header(tmp_path):
     assert list(rows[0]) == RESULTS_FIELDS
     assert rows[0]["run"] == "r1" and rows[0]["pa_mpjpe"] == "51.700" and rows[0]["protocol"] == ""
     assert rows[1]["dataset"] == "ssp-3d" and rows[1]["iou"] == "0.7000" and rows[1]["mpjpe"] == ""
+
+
+def test_the_module_knows_no_dataset_by_name():
+    """Protocol choice lives in dsr/evaluation: lightning_module.py names no evaluation set."""
+    import os
+
+    from dsr import constants
+
+    src = open(os.path.join(pc.REPO, "dsr", "lightning_module.py")).read()
+    named = [ds for ds in constants.EVAL_DATASETS if f'"{ds}"' in src or f"'{ds}'" in src]
+    assert named == []

@@ -152,3 +152,24 @@ def test_ssp3d_evaluation_end_to_end(tree, tmp_path):
     tp, fp, fn = dump["tp"].sum(), dump["fp"].sum(), dump["fn"].sum()
     assert res["iou"] == pytest.approx(tp / (tp + fp + fn))
     assert (dump["tp"] + dump["fn"] > 0).all()  # every GT silhouette reached the crop
+
+
+@pytest.mark.cuda
+def test_silhouette_of_the_gpu_rasterizer_matches_the_cpu_one():
+    """On CUDA the IoU's silhouette comes from PyTorch3D, on CPU from the window rasterizer: the
+    same mesh and camera give the same foreground up to pixels whose centre lies on an edge."""
+    from dsr.geometry import batch_rodrigues
+    from dsr.rendering.semantic_renderer import rasterize
+
+    body = _bodies()("neutral")
+    rng = np.random.default_rng(5)
+    pose = rng.normal(scale=0.2, size=(2, 72))
+    pose[:, :3] = [np.pi, 0, 0]
+    rot = batch_rodrigues(torch.from_numpy(pose).float().reshape(-1, 3)).reshape(2, 24, 3, 3)
+    with torch.no_grad():
+        verts = body(rot[:, :1], rot[:, 1:], torch.zeros(2, 10)).vertices
+    cam_t = torch.tensor([[0.0, 0.2, 45.0], [0.1, 0.0, 60.0]])
+    cpu = rasterize(verts, cam_t, body.faces, 224, backend="window").pix_to_face >= 0
+    gpu = rasterize(verts.cuda(), cam_t.cuda(), body.faces.cuda(), 224, backend="pytorch3d").pix_to_face.cpu() >= 0
+    assert cpu.sum() > 1000
+    assert (cpu ^ gpu).sum() <= 0.01 * (cpu | gpu).sum()
