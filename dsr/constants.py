@@ -132,7 +132,7 @@ MIXTURE = {
     True: (["h36m", "coco", "mpi-inf-3dhp", "3dpw"], [0.3, 0.4, 0.1, 0.2]),
 }  # keyed by DATASET.TRAIN_3DPW
 
-EVAL_DATASETS = ["3dpw", "h36m-p1", "h36m-p2", "mpi-inf-3dhp", "synthetic-test"]
+EVAL_DATASETS = ["3dpw", "h36m-p1", "h36m-p2", "mpi-inf-3dhp", "synthetic-test", "emdb-1", "emdb-2", "ssp-3d"]
 
 # Mesh colours of the visualisations (RGB 0..255), DATASET.MESH_COLOR.
 MESH_COLORS = {

@@ -4,15 +4,17 @@
 * training step — GT vertices from GT pose/betas with the neutral body model, ``DSRLoss`` (DSR-MC
   and DSR-C from ``current_epoch > START_DSR``; ``METHOD: spin`` = the same without DSR terms),
   scalars under the loss names of reference §10, image grids every ``LOG_FREQ_TB_IMAGES`` steps;
-* validation / test step — the protocol of §6 for ``DATASET.VAL_DS`` (dsr.evaluation.protocols),
-  per-sample errors gathered over devices; at epoch end: ``val_loss`` (= PA-MPJPE, mm) and
-  ``val_mpjpe`` / ``val_pa_mpjpe`` / ``val_pve`` (+ ``val_pck`` / ``val_auc`` on MPI-INF-3DHP)
-  logged, ``val_accuracy_results.json`` appended, ``evaluation_results_<VAL_DS>.pkl`` dumped for
-  the best epoch (1.5·PA-MPJPE + MPJPE; the original's keys and units: ``mpjpe`` / ``pampjpe``
-  (N, 14) per-joint errors in metres, ``v2v`` (N,) metres (0 without GT meshes), ``imgname``,
-  ``dataset_name`` (N,) str arrays, ``epoch``; ``pose`` (N, 24, 3, 3), ``shape`` (N, 10),
-  ``cam_t`` (N, 3) with TESTING.SAVE_RESULTS; added: ``pck`` / ``auc`` (N,) fractions in [0, 1]
-  on MPI-INF-3DHP), a line appended to the experiment's ``results.csv``;
+* validation / test step — ``self.protocol``, the protocol object of ``DATASET.VAL_DS``
+  (dsr.evaluation: SPIN-style §6 for 3DPW / H36M / MPI-INF-3DHP / synthetic-test, EMDB, SSP-3D;
+  this module knows no dataset by name), per-sample results gathered over devices; at epoch end:
+  ``val_loss`` (PA-MPJPE in mm; PVE-T-SC on SSP-3D) and ``<stage>_<metric>`` of the protocol's
+  summary logged, ``val_accuracy_results.json`` appended, ``evaluation_results_<VAL_DS>.pkl``
+  dumped for the best epoch (1.5·PA-MPJPE + MPJPE; PVE-T-SC on SSP-3D): the protocol's arrays
+  (SPIN-style: the original's keys and units, ``mpjpe`` / ``pampjpe`` (N, 14) per-joint errors in
+  metres, ``v2v`` (N,) metres (0 without GT meshes); added ``pck`` / ``auc`` (N,) on
+  MPI-INF-3DHP), ``imgname``, ``dataset_name`` (N,) str arrays, ``epoch``; ``pose`` (N, 24, 3, 3),
+  ``shape`` (N, 10), ``cam_t`` (N, 3) with TESTING.SAVE_RESULTS; a line naming dataset and
+  protocol appended to the experiment's ``results.csv`` (test stage);
 * Adam with ``OPTIMIZER.LR`` / ``OPTIMIZER.WD``, no schedule (§7); added, off by default: a linear
   warm-up over ``OPTIMIZER.WARMUP_STEPS`` steps and a cosine decay to 0 over ``OPTIMIZER.COSINE_STEPS``
   (:class:`LRFactor`) (gradient clipping: ``OPTIMIZER.GRAD_CLIP_NORM`` in
@@ -37,9 +39,7 @@ from yacs.config import CfgNode
 from dsr.body import build_body_model
 from dsr.config import config_from_yaml_text
 from dsr.data.loader import build_train_dataset, build_val_dataset, train_dataloader, val_dataloader
-from dsr.evaluation import metrics
-from dsr.evaluation.protocols import MESH_GT_DATASETS, PCK_DATASETS, centre_and_select, gt_from_s
-from dsr.geometry import batch_rodrigues
+from dsr.evaluation.protocols import SUMMARY_FIELDS, SpinProtocol, build_protocol, gt_mesh
 from dsr.losses import DSRLoss
 from dsr.models import HMR
 from dsr.visualization import image_grid
@@ -73,6 +73,7 @@ class DSRModule(pl.LightningModule):
         if cfg.METHOD == "dsr":
             prior = torch.from_numpy(np.load(P.SEMANTIC_PRIOR)).float() if P.SEMANTIC_PRIOR else None
         self.loss_fn = DSRLoss.from_cfg(cfg, faces=neutral.faces, semantic_prior=prior)
+        self.protocol = build_protocol(cfg, self._body)  # DATASET.VAL_DS's (dsr.evaluation)
         self._val_outputs: list[dict[str, Any]] = []
         self._best_score = float("inf")
         self.nonfinite_steps = 0
@@ -95,10 +96,7 @@ class DSRModule(pl.LightningModule):
 
     def _gt_mesh(self, pose: torch.Tensor, betas: torch.Tensor, gender: str = "neutral"):
         """Ground-truth mesh in float32, whatever the autocast context (mixed precision)."""
-        B = pose.shape[0]
-        with torch.autocast(device_type=pose.device.type, enabled=False):
-            rotmat = batch_rodrigues(pose.float().reshape(-1, 3)).reshape(B, -1, 3, 3)
-            return self._body(gender)(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas.float())
+        return gt_mesh(self._body(gender), pose, betas)
 
     def start_dsr(self) -> bool:
         # the loss holds DSR.START_DSR and the original's gate (epoch > START_DSR; -1 = always)
@@ -182,39 +180,24 @@ class DSRModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def eval_batch(self, batch) -> tuple[dict[str, Any], dict]:
-        """The protocol of DATASET.VAL_DS on one batch -> (per-sample results, prediction): tensors
-        ``mpjpe_joints`` / ``pampjpe_joints`` (B, J) metres, ``v2v`` (B,) metres (0 without GT meshes),
-        ``pck`` / ``auc`` (B,) on MPI-INF-3DHP, ``pose`` / ``shape`` / ``cam_t`` with
-        TESTING.SAVE_RESULTS; lists ``imgname`` / ``dataset_name``."""
+        """The protocol of DATASET.VAL_DS (``self.protocol``, dsr.evaluation) on one batch ->
+        (per-sample results, prediction): the protocol's tensors (e.g. ``mpjpe_joints`` /
+        ``pampjpe_joints`` (B, J) metres, ``v2v`` (B,) metres), ``pose`` / ``shape`` / ``cam_t``
+        with TESTING.SAVE_RESULTS; lists ``imgname`` / ``dataset_name``."""
         ds = self.cfg.DATASET.VAL_DS
         if self.cfg.TESTING.MEAN_PARAMS_BASELINE:
             pred = self.model.mean_prediction(batch["img"].shape[0])
         else:
             pred = self.model(batch["img"])
-        body = self._body("neutral")
-        pred_verts = pred["smpl_vertices"]
-        pred_j = centre_and_select(body.regress_h36m_joints(pred_verts), ds)
-        out: dict[str, Any] = {}
-        if ds in MESH_GT_DATASETS:
-            gt_verts = self._gt_vertices_gendered(batch)
-            gt_j = centre_and_select(body.regress_h36m_joints(gt_verts), ds)
-            out["v2v"] = metrics.pve(pred_verts, gt_verts)
-        else:
-            gt_j = gt_from_s(batch["pose_3d"].to(pred_j.dtype), ds)
-            out["v2v"] = torch.zeros(pred_j.shape[0], dtype=torch.float64, device=pred_j.device)
-        pred_j64, gt_j64 = pred_j.double(), gt_j.double()
-        out["mpjpe_joints"] = (pred_j64 - gt_j64).norm(dim=-1)
-        out["pampjpe_joints"] = (metrics.similarity_procrustes(pred_j64, gt_j64) - gt_j64).norm(dim=-1)
-        if ds in PCK_DATASETS:
-            out["pck"] = metrics.pck(pred_j64, gt_j64, threshold=0.15)
-            out["auc"] = metrics.auc(pred_j64, gt_j64, max_threshold=0.15)
+        out = self.protocol.score(batch, pred)
+        B = pred["smpl_vertices"].shape[0]
         if self.cfg.TESTING.SAVE_RESULTS:
-            out["pose"] = pred["pred_pose"].detach()
-            out["shape"] = pred["pred_shape"].detach()
-            out["cam_t"] = pred["pred_cam_t"].detach()
-        out = {k: v.detach() for k, v in out.items()}
-        out["imgname"] = list(batch.get("imgname", [""] * pred_j.shape[0]))
-        out["dataset_name"] = list(batch.get("dataset_name", [ds] * pred_j.shape[0]))
+            out["pose"] = pred["pred_pose"]
+            out["shape"] = pred["pred_shape"]
+            out["cam_t"] = pred["pred_cam_t"]
+        out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+        out["imgname"] = list(batch.get("imgname", [""] * B))
+        out["dataset_name"] = list(batch.get("dataset_name", [ds] * B))
         return out, pred
 
     def _eval_step(self, batch, batch_idx, stage):
@@ -225,16 +208,10 @@ class DSRModule(pl.LightningModule):
             self._log_images(stage, batch, pred, self.global_step, max_items=4)
 
     def _gt_vertices_gendered(self, batch):
-        pose, betas = batch["pose"], batch["betas"]
-        if not self.cfg.DATASET.GENDER_EVAL or "gender" not in batch:
-            return self._gt_mesh(pose, betas).vertices
-        gender = batch["gender"].reshape(-1)
-        male = gender == 0  # the original: male if gender == 0 else female (§6)
-        verts = torch.empty(pose.shape[0], self._body("neutral").num_vertices, 3, device=pose.device)
-        for mask, g in ((male, "male"), (~male, "female")):
-            if mask.any():
-                verts[mask] = self._gt_mesh(pose[mask], betas[mask], g).vertices
-        return verts
+        """GT vertices of the SPIN-style protocol (gendered with GENDER_EVAL; see SpinProtocol)."""
+        proto = self.protocol if isinstance(self.protocol, SpinProtocol) else SpinProtocol(
+            self.cfg.DATASET.VAL_DS, self._body, gender_eval=self.cfg.DATASET.GENDER_EVAL)
+        return proto.gt_vertices(batch)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, batch_idx, "val")
@@ -252,7 +229,7 @@ class DSRModule(pl.LightningModule):
         """Metrics of the model on every batch of ``loader`` (an evaluation DataLoader of
         DATASET.VAL_DS's protocol), outside Lightning's loops: nothing logged or written, one
         process. The model runs in eval mode (BatchNorm running statistics, no dropout); the
-        previous mode is restored. Returns the summary of :func:`summarise_eval`."""
+        previous mode is restored. Returns the protocol's summary (``summarise``)."""
         was_training = self.training
         self.eval()
         try:
@@ -263,7 +240,7 @@ class DSRModule(pl.LightningModule):
         finally:
             self.train(was_training)
         res = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _concat(outs).items()}
-        return summarise_eval(res)
+        return self.protocol.summarise(res)
 
     def _gather(self) -> dict[str, Any]:
         res = _concat(self._val_outputs)
@@ -289,18 +266,16 @@ class DSRModule(pl.LightningModule):
         res = self._gather()
         self._val_outputs = []
         ds = self.cfg.DATASET.VAL_DS
-        summary = summarise_eval(res)
-        self.log("val_loss", summary["pa_mpjpe"])  # identical on every rank (gathered)
+        summary = self.protocol.summarise(res)
+        self.log("val_loss", self.protocol.val_loss(summary))  # identical on every rank (gathered)
         for k, v in summary.items():
             if k != "num_samples":
                 self.log(f"{stage}_{k}", v)
         if self.global_rank != 0:
             return
-        logger.info(f"{stage} on {ds} ({summary['num_samples']} samples, epoch {self.current_epoch}, "
-                    f"step {self.global_step}): MPJPE {summary['mpjpe']:.2f}  PA-MPJPE {summary['pa_mpjpe']:.2f}  "
-                    f"V2V (mm) {summary['pve']:.2f}"
-                    + (f"  PCK@150 {summary['pck']:.2f}  AUC {summary['auc']:.2f}" if "pck" in summary else ""))
-        self.last_eval = dict(summary, dataset=ds, stage=stage)
+        logger.info(f"{stage} on {ds} ({summary['num_samples']} samples, protocol {self.protocol.name}, "
+                    f"epoch {self.current_epoch}, step {self.global_step}): {self.protocol.log_line(summary)}")
+        self.last_eval = dict(summary, dataset=ds, stage=stage, protocol=self.protocol.name)
         self._write_results(stage, ds, summary, res)
 
     def _write_results(self, stage, ds, summary, res):
@@ -311,37 +286,26 @@ class DSRModule(pl.LightningModule):
         if os.path.isfile(acc_file):
             with open(acc_file) as f:
                 history = json.load(f)
-        history.append([int(self.global_step), dict(summary, dataset=ds, stage=stage, epoch=int(self.current_epoch))])
+        history.append([int(self.global_step), dict(summary, dataset=ds, protocol=self.protocol.name, stage=stage,
+                                                    epoch=int(self.current_epoch))])
         _atomic_write(acc_file, json.dumps(history, indent=1).encode())
-        score = 1.5 * summary["pa_mpjpe"] + summary["mpjpe"]
+        score = self.protocol.selection_score(summary)
         if score < self._best_score or stage == "test":
             self._best_score = min(score, self._best_score)
-            # the original's file: metres, the first 14 joints, arrays (np.array of every list)
-            dump = {
-                "mpjpe": res["mpjpe_joints"][:, :14],
-                "pampjpe": res["pampjpe_joints"][:, :14],
-                "v2v": res["v2v"],
-                "imgname": np.array(res["imgname"]),
-                "dataset_name": np.array(res["dataset_name"]),
-                "epoch": int(self.current_epoch),
-            }
-            for k in ("pose", "shape", "cam_t", "pck", "auc"):
+            # the protocol's arrays (SPIN-style: the original's file, metres, the first 14 joints)
+            dump = dict(self.protocol.dump(res), imgname=np.array(res["imgname"]),
+                        dataset_name=np.array(res["dataset_name"]), epoch=int(self.current_epoch))
+            for k in ("pose", "shape", "cam_t"):
                 if k in res:
                     dump[k] = res[k]
             _atomic_write(os.path.join(logdir, f"evaluation_results_{ds}.pkl"), pickle.dumps(dump))
         if stage == "test":
             exp_dir = os.path.dirname(os.path.normpath(logdir))
-            csv_path = os.path.join(exp_dir, "results.csv")
-            fields = ["run", "dataset", "epoch", "step", "num_samples", "mpjpe", "pa_mpjpe", "pve", "pck", "auc"]
-            new = not os.path.isfile(csv_path)
-            with open(csv_path, "a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields)
-                if new:
-                    w.writeheader()
-                w.writerow({"run": os.path.basename(os.path.normpath(logdir)), "dataset": ds,
-                            "epoch": int(self.current_epoch), "step": int(self.global_step),
-                            **{k: (f"{summary[k]:.3f}" if k in summary and k != "num_samples" else summary.get(k, ""))
-                               for k in fields[4:]}})
+            row = {"run": os.path.basename(os.path.normpath(logdir)), "dataset": ds, "protocol": self.protocol.name,
+                   "epoch": int(self.current_epoch), "step": int(self.global_step),
+                   **{k: (f"{summary[k]:.4f}" if k in ("iou", "iou_mean") else f"{summary[k]:.3f}") if k in summary
+                      else "" for k in SUMMARY_FIELDS}, "num_samples": summary["num_samples"]}
+            append_results_csv(os.path.join(exp_dir, "results.csv"), row)
 
     def on_validation_epoch_end(self):
         self._eval_epoch_end("val")
@@ -400,18 +364,36 @@ def _concat(outs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarise_eval(res: dict[str, Any]) -> dict[str, float]:
-    """Per-sample results (numpy, metres) -> mean MPJPE / PA-MPJPE / PVE in mm (+ PCK@150 / AUC in %
-    when present) and ``num_samples``."""
-    summary = {
-        "mpjpe": float(res["mpjpe_joints"].mean(axis=1).mean() * 1000),
-        "pa_mpjpe": float(res["pampjpe_joints"].mean(axis=1).mean() * 1000),
-        "pve": float(res["v2v"].mean() * 1000),
-    }
-    if "pck" in res:
-        summary["pck"] = float(res["pck"].mean() * 100)
-        summary["auc"] = float(res["auc"].mean() * 100)
-    summary["num_samples"] = int(res["mpjpe_joints"].shape[0])
-    return summary
+    """Per-sample results of a SPIN-style protocol (numpy, metres) -> mean MPJPE / PA-MPJPE / PVE
+    in mm (+ PCK@150 / AUC in % when present) and ``num_samples`` (:meth:`SpinProtocol.summarise`)."""
+    return SpinProtocol.summarise(res)
+
+
+RESULTS_FIELDS = ["run", "dataset", "protocol", "epoch", "step", "num_samples", *SUMMARY_FIELDS]
+
+
+def append_results_csv(path: str, row: dict) -> None:
+    """Append ``row`` to the experiment's results.csv (columns RESULTS_FIELDS: every protocol's
+    metrics, blank where a protocol has none). A file with an older header is rewritten to this
+    one first (its rows keep their values; the new columns are blank)."""
+    if os.path.isfile(path):
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = reader.fieldnames, list(reader)
+        if header != RESULTS_FIELDS:
+            import io
+
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=RESULTS_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            _atomic_write(path, buf.getvalue().encode())
+    new = not os.path.isfile(path)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RESULTS_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
 def _atomic_write(path: str, data: bytes) -> None:

@@ -106,3 +106,37 @@ def test_problems_are_named(tmp_path):
     assert "grph_sequences/images/2.png (1 non-palette colours" in text
     assert "nope.npz" in text
     assert len(rep.problems) == 5
+
+
+def test_ssp3d_and_emdb_eval_files(tmp_path):
+    """check_data knows the protocol keys of EMDB / SSP-3D and samples the SSP-3D silhouettes."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import emdb_fixtures as fx
+
+    from dsr.data.preprocess.__main__ import main as preprocess_main
+
+    mod = _load_script()
+    cfg, _ = _tree(tmp_path)
+    cfg.RUN_TEST = True
+    ssp = tmp_path / "ssp"
+    fx.make_ssp3d_tree(str(ssp))
+    assert preprocess_main(["ssp-3d", "--root", str(ssp), "--out", str(tmp_path / "out")]) == 0
+    cfg.PATHS.DATASET_NPZ_PATH = str(tmp_path / "out" / "dataset_extras")
+    cfg.PATHS.DATASET_FOLDERS["ssp-3d"] = str(ssp)
+    cfg.DATASET.VAL_DS = "ssp-3d"
+    rep = mod.run(cfg, samples=5)
+    rows = {r[0]: r for r in rep.rows}
+    assert rows["ssp-3d protocol keys"][2] and rows["ssp-3d silhouettes"][2], rep.rows
+    os.remove(ssp / "silhouettes" / "person_0001.png")
+    rows = {r[0]: r for r in mod.run(cfg, samples=5).rows}
+    assert not rows["ssp-3d silhouettes"][2] and "person_0001.png (missing)" in rows["ssp-3d silhouettes"][3]
+    # an EMDB file without its sequence / frame keys (e.g. a 3DPW-style npz under the emdb-1 name)
+    d = dict(np.load(tmp_path / "out" / "dataset_extras" / "ssp3d_test.npz"))
+    np.savez(tmp_path / "out" / "dataset_extras" / "emdb1_test.npz",
+             **{k: d[k] for k in ("imgname", "center", "scale", "pose", "shape", "gender")})
+    cfg.PATHS.DATASET_FOLDERS["emdb-1"] = str(ssp)
+    cfg.DATASET.VAL_DS = "emdb-1"
+    rows = {r[0]: r for r in mod.run(cfg, samples=5).rows}
+    assert not rows["emdb-1 protocol keys"][2] and "['sequence', 'frame']" in rows["emdb-1 protocol keys"][3]

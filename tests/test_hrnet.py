@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dsr.body.toy import write_toy_model
 from dsr.models import HMR, BackboneWeightsError, build_backbone, load_hmr_checkpoint
 from dsr.models.backbone import load_backbone_weights
+from dsr.models.checkpoint import CheckpointError
 from dsr.models.head import HMRHead
 from dsr.models.hrnet import PoseHRNet
 
@@ -298,13 +299,26 @@ def test_pare_layout_hmr_checkpoint_loads(toy, tmp_path, backbone, downsample, u
         assert torch.isfinite(out[k]).all()
     n = sum(p.numel() for p in model.backbone.parameters()) + sum(p.numel() for p in model.head.parameters())
     assert n == hrnet_param_count(32, downsample, use_conv) + head_param_count(480)
-    if backbone == "hrnet_w32":  # the other fusion's convs have no place here: reported, not loaded
-        conv = {f"model.backbone.{k}": v for k, v in _fake(pare_hrnet_keys(32, True, True), 3).items()}
-        torch.save({"state_dict": {**conv, **head}}, tmp_path / "conv.ckpt")
-        rep = load_hmr_checkpoint(model, str(tmp_path / "conv.ckpt"))
-        assert rep.missing == [] and rep.unexpected and all(k.startswith("backbone.downsample_stage_")
-                                                             for k in rep.unexpected)
-        assert len(rep.unexpected) == 6 * 6  # 6 conv + BN layers: conv weight, 5 BN tensors
+
+
+def test_hrnet_fusion_variant_mismatch_is_an_error_naming_the_variant(toy, tmp_path):
+    """An hrnet_w32-conv checkpoint (36 downsample_stage_1..3 tensors) loaded into hrnet_w32, and
+    the reverse, used to load with a warning and evaluate another network: now an error."""
+    head = {f"model.head.{k}": v for k, v in _fake(pare_hmr_head_keys(480), 2).items()}
+    conv = {f"model.backbone.{k}": v for k, v in _fake(pare_hrnet_keys(32, True, True), 3).items()}
+    assert sum(".downsample_stage_" in k for k in conv) == 6 * 6  # 6 conv + BN layers: weight + 5 BN
+    torch.save({"state_dict": {**conv, **head}}, tmp_path / "conv.ckpt")
+    with pytest.raises(CheckpointError, match=r"conv\.ckpt.*fusion variant.*36 tensors.*needs BACKBONE hrnet_w32-conv"):
+        load_hmr_checkpoint(make_hmr(toy, "hrnet_w32"), str(tmp_path / "conv.ckpt"))
+    with pytest.raises(CheckpointError, match=r"needs BACKBONE hrnet_w32-conv"):
+        load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-interp"), str(tmp_path / "conv.ckpt"))
+    plain = {f"model.backbone.{k}": v for k, v in _fake(pare_hrnet_keys(32, False, False), 4).items()}
+    torch.save({"state_dict": {**plain, **head}}, tmp_path / "plain.ckpt")
+    with pytest.raises(CheckpointError, match=r"no fusion conv layers.*needs BACKBONE hrnet_w32 or hrnet_w32-interp"):
+        load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-conv"), str(tmp_path / "plain.ckpt"))
+    # the matching variants still load
+    assert load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-conv"), str(tmp_path / "conv.ckpt")).missing == []
+    assert load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-interp"), str(tmp_path / "plain.ckpt")).missing == []
 
 
 def test_hmr_from_cfg_reads_the_hrnet_weights_key(toy, tmp_path):

@@ -11,7 +11,10 @@ evaluation: VAL_DS): npz keys, shapes and dtypes; a sample of images (exist, dec
 DSR training, of Graphonomy masks (decode, same size as the image, palette colours only) plus the
 count of missing masks against DATASET.MAX_MISSING_MASK_FRACTION, the mask coverage of the rows,
 the label histogram of the sampled masks and the share of sampled rows whose DSR-MC / DSR-C
-targets come out empty (a problem when every DSR-MC target is).
+targets come out empty (a problem when every DSR-MC target is). Evaluation sets whose protocol
+needs more (``emdb-1`` / ``emdb-2``: pose, shape, gender, sequence, frame; ``ssp-3d``: shape,
+gender, silhouette): those keys present with their shapes, and a sample of the silhouettes (exist,
+decode, same size as their image).
 
 Each problem is printed with where its file comes from (:func:`where_to_get`). ``train.py`` runs
 the same checks (:func:`run` with a small sample) before it creates a run directory and exits 2
@@ -224,6 +227,8 @@ def check_dataset(rep, cfg, name, is_train, k, all_):
         sizes[name_i] = img.shape[:2]
     rep.add(f"{name} images", root, not img_bad,
             f"{len(rows) - len(img_bad)}/{len(rows)} sampled images ok" + (": " + "; ".join(img_bad[:5]) if img_bad else ""))
+    if not is_train and name in PROTOCOL_KEYS:
+        check_protocol_keys(rep, name, npz, root, rows, sizes)
     if not (is_train and cfg.METHOD == "dsr"):
         return
     uniq = np.unique(data["imgname"].astype(str))
@@ -254,6 +259,41 @@ def check_dataset(rep, cfg, name, is_train, k, all_):
             "sampled masks decode, match their image size, palette colours only" if not mask_bad
             else "; ".join(mask_bad[:5]) + (f" (+{len(mask_bad) - 5} more)" if len(mask_bad) > 5 else ""))
     mask_statistics(rep, cfg, name, root, data["imgname"].astype(str), [i for i in rows if str(data["imgname"][i]) in sizes])
+
+
+# keys the EMDB / SSP-3D protocols read beyond the SPIN ones (docs/evaluation.md)
+PROTOCOL_KEYS = {
+    "emdb-1": ("pose", "shape", "gender", "sequence", "frame"),
+    "emdb-2": ("pose", "shape", "gender", "sequence", "frame"),
+    "ssp-3d": ("shape", "gender", "silhouette"),
+}
+
+
+def check_protocol_keys(rep, name, npz, root, rows, sizes):
+    """The extra keys of an EMDB / SSP-3D evaluation file, and a sample of its silhouettes."""
+    from dsr.data.eval_dataset import EXTRA_SHAPES
+
+    raw = np.load(npz, allow_pickle=False)
+    n = len(raw["imgname"])
+    missing = [k for k in PROTOCOL_KEYS[name] if k not in raw.files]
+    bad = [f"'{k}' {raw[k].shape} (expected {(n,) + shape})" for k, shape in EXTRA_SHAPES.items()
+           if k in raw.files and raw[k].shape != (n,) + shape]
+    detail = (f"missing {missing} (run python -m dsr.data.preprocess {'ssp-3d' if name == 'ssp-3d' else 'emdb'})"
+              if missing else "") + ("; " if missing and bad else "") + ("shapes: " + ", ".join(bad) if bad else "")
+    rep.add(f"{name} protocol keys", npz, not missing and not bad, detail or f"{list(PROTOCOL_KEYS[name])} present")
+    if "silhouette" not in raw.files:
+        return
+    sil_bad = []
+    for i in rows:
+        p = os.path.join(root, str(raw["silhouette"][i]))
+        m = cv2.imread(p, cv2.IMREAD_UNCHANGED) if os.path.isfile(p) else None
+        img_size = sizes.get(str(raw["imgname"][i]))
+        if m is None:
+            sil_bad.append(f"{p} ({'missing' if not os.path.isfile(p) else 'cannot decode'})")
+        elif img_size is not None and m.shape[:2] != tuple(img_size):
+            sil_bad.append(f"{p} (size {m.shape[:2]} != image {tuple(img_size)})")
+    rep.add(f"{name} silhouettes", root, not sil_bad,
+            f"{len(rows) - len(sil_bad)}/{len(rows)} sampled silhouettes ok" + (": " + "; ".join(sil_bad[:5]) if sil_bad else ""))
 
 
 def mask_statistics(rep, cfg, name, root, imgnames, rows):

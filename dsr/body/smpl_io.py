@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+from dsr.safe_pickle import RestrictedUnpickler
+
 __all__ = ["BodyModelError", "load_smpl_data", "find_model_file", "normalise_gender", "SMPL_SOURCE_HINT"]
 
 SMPL_SOURCE_HINT = (
@@ -83,85 +85,26 @@ class _ChumpyArray:
         self.state = state
 
 
-_NUMPY_NAMES = {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}
-_NUMPY_MODULES = {
-    "numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
-    "numpy._core.numeric", "numpy.core", "numpy._core",
-}
 _SPARSE_NAMES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
-_BUILTINS = {"object", "set", "frozenset", "dict", "list", "tuple", "slice", "complex", "bytearray"}
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path: str):
-        super().__init__(file, encoding="latin1")
-        self._path = path
+class _RestrictedUnpickler(RestrictedUnpickler):
+    """dsr.safe_pickle's allow-list + scipy.sparse matrices and chumpy arrays (SMPL model files)."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module in _NUMPY_MODULES and name in _NUMPY_NAMES:
-            if name == "_reconstruct":
-                return _np_reconstruct()
-            if name == "scalar":
-                return _np_scalar()
-            if name == "_frombuffer":
-                return _np_frombuffer()
-            return getattr(np, name)
-        if module.startswith("numpy") and name.endswith("DType") and module in ("numpy.dtypes",):
-            import numpy.dtypes as npd
-
-            return getattr(npd, name)
+    def extra_class(self, module: str, name: str) -> Any:
         if module.startswith("scipy.sparse") and name in _SPARSE_NAMES:
             return getattr(scipy.sparse, name)
         if module == "chumpy.ch" and name == "Ch":
             return _ChumpyArray
-        if module in ("copy_reg", "copyreg") and name == "_reconstructor":
-            import copyreg
-
-            return copyreg._reconstructor
-        if module in ("__builtin__", "builtins") and name in _BUILTINS:
-            import builtins
-
-            return getattr(builtins, name)
-        if module == "_codecs" and name == "encode":  # bytes in protocol < 3 pickles from Python 3
-            import codecs
-
-            return codecs.encode
-        if module in ("collections",) and name == "OrderedDict":
-            import collections
-
-            return collections.OrderedDict
         if module.startswith("chumpy"):
             # Other chumpy classes (expressions): kept as inert data; an error is raised only if
             # a key the body model needs holds one (see _dechumpy).
             return type(name, (_ChumpyArray,), {"chumpy_class": f"{module}.{name}"})
-        raise pickle.UnpicklingError(
-            f"{self._path}: refusing to unpickle class {module}.{name} (only numpy, scipy.sparse and "
-            f"chumpy arrays are allowed in an SMPL model file). {SMPL_SOURCE_HINT}"
-        )
+        return None
 
-
-def _np_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-def _np_scalar():
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    return scalar
-
-
-def _np_frombuffer():
-    try:
-        from numpy._core.numeric import _frombuffer
-    except ImportError:  # numpy < 2
-        from numpy.core.numeric import _frombuffer
-    return _frombuffer
+    def refuse_message(self, module: str, name: str) -> str:
+        return (f"{self._path}: refusing to unpickle class {module}.{name} (only numpy, scipy.sparse and "
+                f"chumpy arrays are allowed in an SMPL model file). {SMPL_SOURCE_HINT}")
 
 
 class _UnreadableChumpy:

@@ -14,7 +14,7 @@ Item (one sample; tensors, collated batch first by the DataLoader):
   pose (72,), betas (10,), imgname (full path), pose_3d (24, 4) (zeros if none),
   keypoints (49, 3) in [-1, 1] crop coords + conf, has_smpl, has_pose_3d (float32 0/1),
   scale (augmented), center (2,), orig_shape (2,) (H, W), is_flipped, rot_angle, gender
-  (0 m / 1 f / -1 unknown), dataset_name, maskname, partname.
+  (0 m / 1 f / 2 n (neutral: EMDB) / -1 unknown), dataset_name, maskname, partname.
   pose / betas are zeros (then rotated and flipped like a pose) where has_smpl is 0 (the original).
   With DSR targets (training): grph_dsr_mc_label (224, 224) float32, grph_dsr_c_label (224, 224) int64,
   dsr_c_class_weight (8,) float32, valid_labels_dsr_mc (5,) float32, valid_labels_dsr_c (8,)
@@ -52,7 +52,7 @@ from dsr.data.rng import ProcessRng
 __all__ = ["BaseDataset", "DatasetError", "load_spin_npz", "dataset_npz_path", "dataset_root"]
 
 TRAIN_DATASETS = ("h36m", "coco", "mpi-inf-3dhp", "3dpw", "synthetic")
-TEST_DATASETS = ("h36m-p1", "h36m-p2", "mpi-inf-3dhp", "3dpw", "synthetic-test")
+TEST_DATASETS = ("h36m-p1", "h36m-p2", "mpi-inf-3dhp", "3dpw", "synthetic-test", "emdb-1", "emdb-2", "ssp-3d")
 
 # key -> expected shape after the leading N (None = any)
 NPZ_SHAPES = {
@@ -230,10 +230,10 @@ class BaseDataset(Dataset):
         self.keypoints = np.concatenate([openpose, part], axis=1)  # the npz's dtype: see j2d_processing
         if "gender" in data:
             g = [str(x) for x in data["gender"][rows]]
-            bad = sorted({x for x in g if x not in ("m", "f")})
+            bad = sorted({x for x in g if x not in ("m", "f", "n")})
             if bad:
-                raise DatasetError(f"{self.npz_path}: key 'gender' has values {bad}, expected 'm' or 'f'")
-            self.gender = np.array([0 if x == "m" else 1 for x in g], dtype=np.int64)
+                raise DatasetError(f"{self.npz_path}: key 'gender' has values {bad}, expected 'm', 'f' (or 'n')")
+            self.gender = np.array([{"m": 0, "f": 1, "n": 2}[x] for x in g], dtype=np.int64)
         else:
             self.gender = -np.ones(m, dtype=np.int64)
         self.maskname = np.asarray([str(x) for x in data["maskname"][rows]]) if "maskname" in data else None

@@ -2,7 +2,8 @@
 
 * ``build_train_dataset(cfg)``: TRAIN_DS 'all' -> MixedDataset (§5.1); any other key (e.g.
   'synthetic', 'h36m') -> that one BaseDataset with TRAINING.USE_AUGM.
-* ``build_val_dataset(cfg, name=None)``: the evaluation file of DATASET.VAL_DS (no augmentation).
+* ``build_val_dataset(cfg, name=None)``: the evaluation file of DATASET.VAL_DS (no augmentation;
+  EMDB / SSP-3D through :class:`dsr.data.eval_dataset.EvalExtrasDataset`).
 * ``train_dataloader(cfg, dataset)``: batch DATASET.BATCH_SIZE, shuffle DATASET.SHUFFLE_TRAIN,
   drop_last=True, DATASET.NUM_WORKERS workers, DATASET.PIN_MEMORY.
 * ``val_dataloader(cfg, dataset)``: no shuffle, keeps the last partial batch.
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dsr.data.base_dataset import BaseDataset
+from dsr.data.eval_dataset import EXTRAS_DATASETS, EvalExtrasDataset
 from dsr.data.mixed_dataset import MixedDataset
 
 __all__ = ["build_train_dataset", "build_val_dataset", "train_dataloader", "val_dataloader", "worker_init_fn"]
@@ -31,7 +33,10 @@ def build_train_dataset(cfg, **kwargs):
 
 
 def build_val_dataset(cfg, name: str | None = None, **kwargs):
-    return BaseDataset(cfg, name or cfg.DATASET.VAL_DS, is_train=False, **kwargs)
+    name = name or cfg.DATASET.VAL_DS
+    if name in EXTRAS_DATASETS:  # EMDB / SSP-3D: + sequence, frame, silhouette, ... (eval_dataset)
+        return EvalExtrasDataset(cfg, name, **kwargs)
+    return BaseDataset(cfg, name, is_train=False, **kwargs)
 
 
 def _loader(cfg, dataset, shuffle, drop_last, batch_size=None, num_workers=None):

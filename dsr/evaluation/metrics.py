@@ -9,13 +9,18 @@ All functions accept numpy arrays or torch tensors, compute in float64 and retur
 - ``pve``: mean vertex L2 distance, no alignment.
 - ``pck``: fraction of joints whose error is below ``threshold``.
 - ``auc``: mean of PCK over 31 evenly spaced thresholds in [0, max_threshold] (MPI-INF-3DHP).
+- ``rotation_angle_deg``: geodesic angle between rotations (EMDB's MPJAE / PA-MPJAE).
+- ``scale_translation_align``: RMS-radius and mean matching (SSP-3D's PVE-T-SC).
+- ``jitter``: mean jerk of a joint sequence, 10 m/s³ (EMDB).
+- ``silhouette_counts``: TP / FP / FN pixels of two silhouettes (SSP-3D's IoU).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["mpjpe", "pa_mpjpe", "pve", "pck", "auc", "similarity_procrustes"]
+__all__ = ["mpjpe", "pa_mpjpe", "pve", "pck", "auc", "similarity_procrustes", "similarity_transform",
+           "rotation_angle_deg", "scale_translation_align", "jitter", "silhouette_counts"]
 
 
 def _as_tensor(x) -> tuple[torch.Tensor, bool]:
@@ -52,11 +57,12 @@ def pve(pred_verts, gt_verts):
     return _out(err.mean(dim=-1), was_np)
 
 
-def similarity_procrustes(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Align pred (N,J,3) onto gt (N,J,3) by the least-squares similarity transform, per sample.
+def similarity_transform(pred: torch.Tensor, gt: torch.Tensor):
+    """Least-squares similarity transform of pred (N,J,3) onto gt (N,J,3), per sample.
 
-    Returns the aligned prediction (N,J,3) = s·R·pred + t, with det(R) = +1 (reflections are
-    corrected as in SPIN/HMR's ``compute_similarity_transform``).
+    Returns ``(scale (N,), R (N,3,3), mu_pred (N,1,3), mu_gt (N,1,3))`` such that the aligned
+    prediction is ``scale·R·(pred − mu_pred) + mu_gt``, det(R) = +1 (reflections corrected as in
+    SPIN/HMR's and EMDB's ``compute_similarity_transform``).
     """
     mu_p = pred.mean(dim=1, keepdim=True)
     mu_g = gt.mean(dim=1, keepdim=True)
@@ -72,7 +78,17 @@ def similarity_procrustes(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     d[d == 0] = 1.0
     r = v @ torch.diag_embed(d) @ u.transpose(1, 2)
     scale = (s * d).sum(dim=1) / var_x.clamp_min(1e-30)
-    aligned = scale[:, None, None] * (x @ r.transpose(1, 2)) + mu_g
+    return scale, r, mu_p, mu_g
+
+
+def similarity_procrustes(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Align pred (N,J,3) onto gt (N,J,3) by the least-squares similarity transform, per sample.
+
+    Returns the aligned prediction (N,J,3) = s·R·pred + t, with det(R) = +1 (reflections are
+    corrected as in SPIN/HMR's ``compute_similarity_transform``).
+    """
+    scale, r, mu_p, mu_g = similarity_transform(pred, gt)
+    aligned = scale[:, None, None] * ((pred - mu_p) @ r.transpose(1, 2)) + mu_g
     return aligned
 
 
@@ -97,3 +113,56 @@ def auc(pred, gt, max_threshold: float = 0.15, num_thresholds: int = 31):
     thresholds = torch.linspace(0.0, max_threshold, num_thresholds, dtype=torch.float64)
     below = (err[..., None] < thresholds).to(torch.float64)  # (N, J, T)
     return _out(below.mean(dim=1).mean(dim=-1), was_np)
+
+
+def rotation_angle_deg(r_pred: torch.Tensor, r_gt: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle (degrees) of ``r_pred · r_gtᵀ`` for rotation matrices (..., 3, 3) -> (...).
+
+    ``atan2(|axis·sin|, cos)`` form: exact near 0 and π, where ``arccos`` of the trace loses
+    digits (EMDB's MPJAE takes the norm of ``cv2.Rodrigues`` of the same matrix).
+    """
+    r = r_pred.to(torch.float64) @ r_gt.to(torch.float64).transpose(-1, -2)
+    cos2 = r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1.0  # 2 cos(theta)
+    sin2 = torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]],
+                       dim=-1).norm(dim=-1)  # 2 sin(theta)
+    return torch.rad2deg(torch.atan2(sin2, cos2))
+
+
+def scale_translation_align(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """pred (N,V,3) moved onto gt's mean and scaled to gt's RMS distance from that mean (per
+    sample; no rotation): SSP-3D's ``scale_and_translation_transform_batch``."""
+    mu_p = pred.mean(dim=1, keepdim=True)
+    mu_g = gt.mean(dim=1, keepdim=True)
+    rms_p = ((pred - mu_p) ** 2).sum(dim=(1, 2), keepdim=True).div(pred.shape[1]).sqrt()
+    rms_g = ((gt - mu_g) ** 2).sum(dim=(1, 2), keepdim=True).div(gt.shape[1]).sqrt()
+    return (pred - mu_p) / rms_p * rms_g + mu_g
+
+
+def jitter(joints, fps: float = 30.0, ignored_joints=None) -> float:
+    """Mean jerk norm of one sequence of joints (T, J, 3) metres -> units of 10 m/s³ (EMDB / PIP).
+
+    Third finite difference times fps³, L2 norm per joint and frame, mean over the T − 3 frames
+    and all J joints, where the joints in ``ignored_joints`` count as 0 (EMDB zeroes them: 0, 7,
+    8, 10, 11, 20, 21, 22, 23), divided by 10. NaN for fewer than 4 frames.
+    """
+    j, _ = _as_tensor(joints) if not torch.is_tensor(joints) else (joints.detach().to(torch.float64), False)
+    if j.shape[0] < 4:
+        return float("nan")
+    j = j.clone()
+    if ignored_joints is not None:
+        j[:, list(ignored_joints)] = 0.0
+    jerk = (j[3:] - 3 * j[2:-1] + 3 * j[1:-2] - j[:-3]) * fps ** 3
+    return float(jerk.norm(dim=-1).mean() / 10.0)
+
+
+def silhouette_counts(pred, gt):
+    """Pixel counts of two silhouettes (N, H, W) (nonzero = foreground): true positives, false
+    positives, false negatives, each (N,) int64. IoU = TP / (TP + FP + FN)."""
+    p = torch.as_tensor(pred) != 0
+    g = torch.as_tensor(gt).to(p.device) != 0
+    if p.shape != g.shape or p.dim() != 3:
+        raise ValueError(f"silhouette_counts: expected two (N, H, W) masks, got {tuple(p.shape)} and {tuple(g.shape)}")
+    tp = (p & g).sum(dim=(1, 2))
+    fp = (p & ~g).sum(dim=(1, 2))
+    fn = (~p & g).sum(dim=(1, 2))
+    return tp, fp, fn

@@ -23,8 +23,13 @@ Lightning checkpoint with a config object in ``hyper_parameters``) is re-read wi
 ``weights_only=False`` and a warning, unless ``allow_unsafe=False``.
 
 Errors (:class:`CheckpointError`, naming the file): missing/unreadable file, no state dict inside,
-any shape mismatch, or a checkpoint of another architecture (fewer than half of the model's
-tensors found, or more than half of the file's tensors unknown). Everything else is loaded, and
+any shape mismatch, a checkpoint of another architecture (fewer than half of the model's
+tensors found, or more than half of the file's tensors unknown), or a PARE-layout HRNet checkpoint
+of another fusion variant (its backbone has ``downsample_stage_*`` / ``upsample_stage_*`` layers
+the model lacks, or lacks the model's): the error names the BACKBONE the file needs
+(``hrnet_wXX-conv`` for ``downsample_stage_1..3``, ``hrnet_wXX`` or ``hrnet_wXX-interp`` for
+none), since its 36 extra or missing tensors are too few for the rule above and the model would
+otherwise evaluate a different network. Everything else is loaded, and
 missing / unexpected keys are logged and returned in a :class:`LoadReport`.
 """
 from __future__ import annotations
@@ -112,6 +117,36 @@ def read_checkpoint(path: str, allow_unsafe: bool = True) -> tuple[dict, str]:
     return {strip(k): v for k, v in sd.items()}, fmt
 
 
+_FUSION_LAYERS = ("downsample_stage_", "upsample_stage_")
+
+
+def _fusion_variant_error(path: str, keys, backbone: nn.Module) -> str | None:
+    """The error message when a PARE-layout HRNet file's fusion layers differ from the model's."""
+    if not hasattr(backbone, "use_conv"):  # not PoseHRNet
+        return None
+
+    def layers(names):
+        return {p for k in names for p in _FUSION_LAYERS if k.startswith(p) or k.startswith("backbone." + p)}
+
+    in_file = layers(keys)
+    in_model = layers(backbone.state_dict())
+    if in_file == in_model:
+        return None
+    name = getattr(backbone, "name", "hrnet")
+    base = name.split("-")[0]
+    if "downsample_stage_" in in_file:
+        needed = f"{base}-conv"
+    elif "upsample_stage_" in in_file:
+        needed = "PARE's upsampling fusion (downsample=False, use_conv=True; no BACKBONE name builds it)"
+    else:
+        needed = f"{base} or {base}-interp (no fusion convs)"
+    n = sum(1 for k in keys if any(k.startswith(p) or k.startswith("backbone." + p) for p in _FUSION_LAYERS))
+    has = f"has {sorted(in_file)} layers ({n} tensors)" if in_file else "has no fusion conv layers"
+    return (f"{path}: an HRNet checkpoint of another fusion variant: the file {has}, the model ({name}) "
+            f"{'has ' + str(sorted(in_model)) if in_model else 'has none'}; it needs BACKBONE {needed} "
+            f"(DSR.BACKBONE / SPIN.BACKBONE)")
+
+
 def load_hmr_checkpoint(model: nn.Module, path: str, allow_unsafe: bool = True) -> LoadReport:
     """Load ``path`` into an HMR model (attributes ``backbone`` and ``head``); see module doc."""
     sd, fmt = read_checkpoint(path, allow_unsafe)
@@ -142,6 +177,9 @@ def load_hmr_checkpoint(model: nn.Module, path: str, allow_unsafe: bool = True) 
             bad_shape.append(f"{k}: file {tuple(v.shape)} vs model {tuple(own[target][sub].shape)}")
             continue
         new[target][sub] = v
+    fusion = _fusion_variant_error(path, [k for k in sd if k not in report.ignored], model.backbone)
+    if fusion:
+        raise CheckpointError(fusion)
     n_model = sum(len(o) for o in own.values())
     n_found = sum(len(n) for n in new.values())
     n_file = len(sd) - len(report.ignored)

@@ -12,6 +12,8 @@ DATASETS = {
     "mpi-inf-3dhp": "dsr.data.preprocess.mpi_inf_3dhp",
     "h36m": "dsr.data.preprocess.h36m",
     "coco": "dsr.data.preprocess.coco",
+    "emdb": "dsr.data.preprocess.emdb",
+    "ssp-3d": "dsr.data.preprocess.ssp3d",
 }
 
 __all__ = ["DATASETS"]

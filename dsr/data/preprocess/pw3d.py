@@ -1,6 +1,7 @@
 """3DPW (von Marcard et al., ECCV 2018) -> ``3dpw_<split>.npz``, SPIN's conventions.
 
-Input: ``<root>/sequenceFiles/<split>/*.pkl`` (the latin-1 pickles of the 3DPW download); the
+Input: ``<root>/sequenceFiles/<split>/*.pkl`` (the latin-1 pickles of the 3DPW download, read
+through dsr.safe_pickle's restricted unpickler: numpy arrays and plain containers only); the
 images ``<root>/imageFiles/<seq>/image_%05d.jpg`` are not read.
 
 Rows, as SPIN's ``datasets/preprocess/pw3d.py``: for each sequence file (sorted by name: SPIN
@@ -40,13 +41,13 @@ import argparse
 import glob
 import multiprocessing as mp
 import os
-import pickle
 from collections import Counter
 
 import numpy as np
 
 from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, require_dir,
                                         save_npz_atomic)
+from dsr.safe_pickle import UnsafePickleError, load_pickle
 
 SCALE_FACTOR = 1.2
 EVAL_NAME = "3dpw_test_with_mmpose.npz"
@@ -82,10 +83,11 @@ def load_sequence(path: str, with_camera: bool) -> dict:
     [P x 'm'|'f'], ``sequence`` str and, with ``with_camera``, ``trans`` [P x (N, 3)] and
     ``cam_intrinsics`` (3, 3). Raises PreprocessError naming the file and what is wrong.
     """
-    try:
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
-    except Exception as e:  # noqa: BLE001 - any unreadable file
+    try:  # numpy arrays and plain containers only: a file from the web runs no code
+        data = load_pickle(path)
+    except UnsafePickleError as e:
+        raise PreprocessError(f"{e} (a 3DPW sequence pickle)") from e
+    except OSError as e:
         raise PreprocessError(f"{path}: not a readable 3DPW sequence pickle ({type(e).__name__}: {e})") from e
     if not isinstance(data, dict):
         raise PreprocessError(f"{path}: expected a dict (a 3DPW sequence file), got {type(data).__name__}")
