@@ -39,8 +39,8 @@ from torch.utils.data import Dataset
 
 from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD
 from dsr.data import graphonomy as G
-from dsr.data.frame_io import FrameReadError, read_frame_bgr, read_mask
-from dsr.data.frame_io import truncated_jpeg as _truncated_jpeg  # noqa: F401 - public here before
+from dsr.data.frame_io import FrameReadError, read_mask, truncated_jpeg
+from dsr.data.frame_io import truncated_jpeg as _truncated_jpeg  # noqa: F401 - imported from here elsewhere
 from dsr.data.image_utils import (
     ScratchBuffer,
     crop_region_cv2,
@@ -281,12 +281,18 @@ class BaseDataset(Dataset):
         return 0, np.ones(3), 0.0, 1.0
 
     def _read_image_bgr(self, path: str) -> np.ndarray:
+        """(H, W, 3) uint8 BGR, as cv2.imread (EXIF orientation applied); DatasetError naming the file."""
         if not os.path.isfile(path):
             raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
-        try:
-            return read_frame_bgr(path)
-        except FrameReadError as e:
-            raise DatasetError(f"dataset {self.dataset}: {e}: image {path}") from e
+        with open(path, "rb") as f:  # read once: decoded here and checked for truncation
+            data = f.read()
+        if truncated_jpeg(data):
+            raise DatasetError(f"dataset {self.dataset}: truncated JPEG {path} (no end-of-image marker after "
+                               "its last scan; OpenCV would decode it with the missing part grey)")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
+        return img
 
     def __getitem__(self, index: int) -> dict:
         imgname = self.imgname[index]

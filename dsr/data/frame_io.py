@@ -1,7 +1,6 @@
-"""Reading the training loader's files: frames and Graphonomy masks (issue 25).
+"""Reading the training loader's files: the JPEG truncation check and Graphonomy masks (issue 25).
 
-* ``read_frame_bgr(path)``: (H, W, 3) uint8 BGR as ``cv2.imread`` gives it (EXIF orientation
-  applied), after the truncated-JPEG check; raises ``FrameReadError`` with the reason.
+* ``truncated_jpeg(data)``: the check that the loader (and the parsing tool) make before decoding.
 * ``read_mask(path)``: a ``MaskPixels`` of a Graphonomy mask PNG, giving the BGR values that
   ``cv2.imread(path, cv2.IMREAD_COLOR)`` gives, by one of three routes:
   1. an 8-bit, non-interlaced palette PNG whose rows are stored unfiltered, as the parsing tool
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ["FrameReadError", "MaskPixels", "read_frame_bgr", "read_mask", "truncated_jpeg"]
+__all__ = ["FrameReadError", "MaskPixels", "read_mask", "truncated_jpeg"]
 
 
 class FrameReadError(ValueError):
@@ -39,19 +38,6 @@ def truncated_jpeg(data: bytes) -> bool:
     if data[:2] != b"\xff\xd8":  # not a JPEG: other decoders fail on truncation themselves
         return False
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
-
-
-def read_frame_bgr(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 BGR pixels of an image file, as ``cv2.imread(path, cv2.IMREAD_COLOR)``."""
-    with open(path, "rb") as f:  # read once: decoded here and checked for truncation
-        data = f.read()
-    if truncated_jpeg(data):
-        raise FrameReadError("truncated JPEG (no end-of-image marker after its last scan; "
-                             "OpenCV would decode it with the missing part grey)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # as cv2.imread (EXIF too)
-    if img is None:
-        raise FrameReadError("cannot decode")
-    return img
 
 
 class MaskPixels:
