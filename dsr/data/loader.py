@@ -8,8 +8,9 @@
   CUDA), DATASET.PERSISTENT_WORKERS and DATASET.PREFETCH_FACTOR (with workers only), OpenCV on one
   thread in each worker (``worker_init_fn``).
 * ``val_dataloader(cfg, dataset)``: no shuffle, keeps the last partial batch.
-* ``resolve_num_workers(cfg)`` / ``auto_num_workers()``: DATASET.NUM_WORKERS; for -1 the cores this process may use (its CPU affinity), divided among the
-  processes of this machine (LOCAL_WORLD_SIZE, DDP), less one for the process itself.
+* ``resolve_num_workers(cfg)`` / ``auto_num_workers()``: DATASET.NUM_WORKERS; for -1 the cores
+  this process may use (its CPU affinity), divided among the processes of this machine
+  (LOCAL_WORLD_SIZE, DDP), less one for the process itself.
 """
 from __future__ import annotations
 
