@@ -7,8 +7,8 @@
      writes it (``dsr.parsing.masks.write_mask_png``, PIL): the chunks are read and checked (CRC)
      here, and the zlib stream is inflated only down to the last row a crop reads; colours are
      looked up only in the box the crop reads (``MaskPixels.fill``);
-  2. another palette PNG: PIL decodes its (H, W) palette indices (a third of the bytes of the
-     colour image);
+  2. another palette PNG whose chunks' CRCs check: PIL decodes its (H, W) palette indices (a third
+     of the bytes of the colour image);
   3. anything else (24-bit colour, as the original's Graphonomy wrote, grey, 16-bit, with
      transparency or EXIF data, an unknown critical chunk, a bad CRC, a palette index beyond the
      palette): ``cv2.imread`` as before (and its errors).
@@ -115,11 +115,12 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _HARMLESS_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"tIME"}
 
 
-def _raw_palette_mask(path: str, data: bytes) -> MaskPixels | None:
-    """Route 1 of the module docstring (chunks and CRCs checked here), or None."""
+def _png_chunks(data: bytes):
+    """[(type, body)] of a whole PNG whose chunk CRCs all check (up to IEND), else None (not a PNG,
+    truncated, a bad CRC: OpenCV's libpng refuses those, PIL does not check the IDAT CRCs)."""
     if data[:8] != _PNG_SIG:
         return None
-    pos, ihdr, plte, idat = 8, None, None, []
+    pos, chunks = 8, []
     while pos + 12 <= len(data):
         ln, typ = struct.unpack(">I4s", data[pos:pos + 8])
         if pos + 12 + ln > len(data):
@@ -127,22 +128,26 @@ def _raw_palette_mask(path: str, data: bytes) -> MaskPixels | None:
         body = data[pos + 8:pos + 8 + ln]
         if zlib.crc32(typ + body) != struct.unpack(">I", data[pos + 8 + ln:pos + 12 + ln])[0]:
             return None
-        if typ not in _HARMLESS_CHUNKS:
-            return None
-        if typ == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body) if ln == 13 else None
-        elif typ == b"PLTE":
-            plte = body
-        elif typ == b"IDAT":
-            idat.append(body)
+        chunks.append((typ, body))
         pos += 12 + ln
         if typ == b"IEND":
-            break
-    else:
-        return None  # no IEND: truncated
-    if ihdr is None or plte is None or not idat or len(plte) % 3 or not 0 < len(plte) <= 768:
+            return chunks
+    return None
+
+
+def _raw_palette_mask(path: str, chunks) -> MaskPixels | None:
+    """Route 1 of the module docstring, or None."""
+    if any(typ not in _HARMLESS_CHUNKS for typ, _ in chunks):
         return None
-    w, h, depth, colour, comp, filt, interlace = ihdr
+    ihdr = [b for t, b in chunks if t == b"IHDR"]
+    plte = [b for t, b in chunks if t == b"PLTE"]
+    idat = [b for t, b in chunks if t == b"IDAT"]
+    if len(ihdr) != 1 or len(ihdr[0]) != 13 or len(plte) != 1 or not idat:
+        return None
+    plte = plte[0]
+    if len(plte) % 3 or not 0 < len(plte) <= 768:
+        return None
+    w, h, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", ihdr[0])
     if (depth, colour, comp, filt, interlace) != (8, 3, 0, 0, 0) or w == 0 or h == 0:
         return None
     n = len(plte) // 3
@@ -176,11 +181,11 @@ def read_mask(path: str) -> MaskPixels:
         raise FrameReadError("missing")
     with open(path, "rb") as f:
         data = f.read()
-    fast = _raw_palette_mask(path, data)
-    if fast is None:
-        fast = _pil_palette_mask(path)
-    if fast is not None:
-        return fast
+    chunks = _png_chunks(data)
+    if chunks is not None:  # a whole PNG with good CRCs: routes 1 and 2 may read it
+        fast = _raw_palette_mask(path, chunks) or _pil_palette_mask(path)
+        if fast is not None:
+            return fast
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise FrameReadError("cannot decode")
