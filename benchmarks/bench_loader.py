@@ -14,9 +14,10 @@ nIOU``, configs/dsr_train.cfg: no distance map), 'DistM' adds the distance trans
 Per (size, masks, config): ``--rounds`` rounds, each timing ``--items`` items of the previous
 path (``tests/_reference_loader.py``, whole-frame float conversion) and of the current one, in
 alternating order, the same frames and augmentation draws for both; torch and OpenCV on one
-thread. Printed: the median over rounds of ms per item (wall, and process CPU time, which other
-processes' load inflates less), items/s per core (1000 / wall ms), the median per-round ratio
-old / new, and the cores that 1,000 images/s need. ``--stages``: the mean per-stage split of one
+thread. Printed: the median over rounds of ms per item in process CPU time (a core's work; other
+processes' load inflates it far less than the wall time, also shown), items/s per core
+(1000 / CPU ms), the median per-round ratio old / new (CPU, and wall), and the cores that 1,000
+items/s need (= CPU ms per item). ``--stages``: the mean per-stage split of one
 pass in CPU (thread) time (read, decode, crop/warp, image normalise, labels, mask read, mask crop,
 mask targets, tensors). ``--workers N``: items/s of a ``train_dataloader`` (batch 32) with N workers, steady
 state (after the first batch). Results in docs/benchmarks.md and docs/loader.md.
@@ -248,6 +249,18 @@ def bench_loader(root: str, loss: str, workers: int, batches: int = 6, batch_siz
     return n / dt
 
 
+def table_row(r: dict) -> str:
+    """One markdown row; per core = 1000 / CPU ms (the process's CPU time: a core's work, which
+    other processes' load inflates far less than the wall time); cores per 1,000 items/s = CPU ms."""
+    new = f"{r['new_cpu_ms']:.1f} ({r['new_ms']:.1f})"
+    if "old_ms" not in r:
+        return (f"| {r['size']} | {r['masks']} | {r['config']} | - | {new} | - | {1e3 / r['new_cpu_ms']:.0f} | - | "
+                f"- / {r['new_cpu_ms']:.1f} |")
+    return (f"| {r['size']} | {r['masks']} | {r['config']} | {r['old_cpu_ms']:.1f} ({r['old_ms']:.1f}) | {new} | "
+            f"{1e3 / r['old_cpu_ms']:.0f} | {1e3 / r['new_cpu_ms']:.0f} | {r['cpu_ratio']:.2f}x ({r['ratio']:.2f}x) | "
+            f"{r['old_cpu_ms']:.1f} / {r['new_cpu_ms']:.1f} |")
+
+
 def _fmt_size(s) -> str:
     return f"{s[1]}x{s[0]}"
 
@@ -285,8 +298,8 @@ def main(argv=None) -> int:
     print(f"# bench_loader {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs, torch/OpenCV 1 thread")
     results = []
-    print("| frames | masks | config | old ms/item (CPU) | new ms/item (CPU) | old items/s/core | new items/s/core "
-          "| ratio (CPU ratio) | cores per 1,000 img/s (old / new) |")
+    print("| frames | masks | config | old ms/item CPU (wall) | new ms/item CPU (wall) | old items/s/core "
+          "| new items/s/core | ratio CPU (wall) | cores per 1,000 items/s, old / new |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
         for masks in args.masks:
@@ -295,16 +308,7 @@ def main(argv=None) -> int:
                 r = bench_items(root, loss, args.items, args.rounds, with_old=not args.no_old)
                 r.update(size=_fmt_size(size), masks=masks, config=loss)
                 results.append(r)
-                new_ips = 1e3 / r["new_ms"]
-                if args.no_old:
-                    print(f"| {r['size']} | {masks} | {loss} | - | {r['new_ms']:.1f} ({r['new_cpu_ms']:.1f}) | - | "
-                          f"{new_ips:.0f} | - | - / {1000 / new_ips:.1f} |", flush=True)
-                else:
-                    old_ips = 1e3 / r["old_ms"]
-                    print(f"| {r['size']} | {masks} | {loss} | {r['old_ms']:.1f} ({r['old_cpu_ms']:.1f}) | "
-                          f"{r['new_ms']:.1f} ({r['new_cpu_ms']:.1f}) | {old_ips:.0f} | {new_ips:.0f} | "
-                          f"{r['ratio']:.2f}x ({r['cpu_ratio']:.2f}x) | {1000 / old_ips:.1f} / {1000 / new_ips:.1f} |",
-                          flush=True)
+                print(table_row(r), flush=True)
     if not args.no_stages:
         print("\nPer-stage split (mean CPU ms per item (thread time); one pass each, interleaved; the new "
               "path's 'mask read' only checks the PNG's chunks: it inflates the rows in 'mask crop'):")
