@@ -9,6 +9,7 @@ new path's float scratch is filled with NaN before each use, so a warp reading a
 box it converted would show. The default run checks 44 items; ``--runslow`` checks 256 more.
 """
 import os
+import re
 import struct
 import sys
 import zlib
@@ -252,3 +253,29 @@ def test_read_mask_missing_and_junk(tmp_path):
     junk.write_bytes(b"not a png at all")
     with pytest.raises(FrameReadError, match="cannot decode"):
         read_mask(str(junk))
+
+
+def test_unreadable_palette_stream_named_by_the_dataset(sets, tmp_path):
+    """A palette mask whose chunks check but whose zlib stream is not deflate data: OpenCV refuses
+    it (the previous path raised), and so does the new one, when it inflates the rows, naming the file."""
+    import shutil
+
+    from dsr.data.base_dataset import DatasetError
+
+    root = str(tmp_path / "bad")
+    shutil.copytree(sets["p1000"][0], root)
+    mpath = os.path.join(root, "grph_sequences", "images", "f0000.png")
+    plte = GRAPHONOMY_PALETTE.astype(np.uint8).tobytes()
+    _png(mpath, 1000, 1000, 3, b"", plte)  # then replace the IDAT body by junk with a good CRC
+    data = open(mpath, "rb").read()
+    i = data.index(b"IDAT")
+    junk = b"\x78\x9c" + bytes(range(7, 107))
+    body = struct.pack(">I", len(junk)) + b"IDAT" + junk + struct.pack(">I", zlib.crc32(b"IDAT" + junk))
+    with open(mpath, "wb") as f:
+        f.write(data[:i - 4] + body + data[data.index(b"IEND") - 4:])
+    assert cv2.imread(mpath) is None
+    assert read_mask(mpath).idat is not None  # chunks and CRCs fine: route 1, which inflates lazily
+    ds = BaseDataset(_cfg(root), "h36m")
+    ds.augm_params = lambda: (0, np.ones(3), 0.0, 1.0)
+    with pytest.raises(DatasetError, match=f"cannot decode Graphonomy mask {re.escape(mpath)}"):
+        ds[0]

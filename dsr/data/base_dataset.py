@@ -372,7 +372,10 @@ class BaseDataset(Dataset):
         except G.NoConfidentKeypointsError as e:
             raise DatasetError(f"dataset {self.dataset}, sample {index} ({imgname}, {self.npz_path}): {e}; "
                                "the DSR background removal needs at least one") from e
-        crop = self._mask_crop(mask, center, scale, rot, flip, box)
+        try:  # a palette PNG is inflated here, lazily: its stream may still turn out unreadable
+            crop = self._mask_crop(mask, center, scale, rot, flip, box)
+        except FrameReadError as e:
+            raise DatasetError(f"dataset {self.dataset}: cannot decode Graphonomy mask {mpath}") from e
         return self._targets_from_crop(crop, flip, box)
 
     def _label_box(self, keypoints):
