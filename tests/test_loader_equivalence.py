@@ -279,3 +279,17 @@ def test_unreadable_palette_stream_named_by_the_dataset(sets, tmp_path):
     ds.augm_params = lambda: (0, np.ones(3), 0.0, 1.0)
     with pytest.raises(DatasetError, match=f"cannot decode Graphonomy mask {re.escape(mpath)}"):
         ds[0]
+
+
+@pytest.mark.parametrize("name", ["p1000", "c2048"])
+def test_evaluation_items_identical(sets, name):
+    """Evaluation items (no augmentation, no DSR targets) through the same crop."""
+    root, _ = sets[name]
+    cfg = _cfg(root)
+    cfg.PATHS.DATASET_FOLDERS["h36m-p1"] = root
+    cfg.PATHS.TEST_FILES["h36m-p1"] = "train.npz"
+    new, ref = BaseDataset(cfg, "h36m-p1", is_train=False), ReferenceDataset(cfg, "h36m-p1", is_train=False)
+    new._scratch.poison = True
+    assert not new.with_dsr_targets and len(new) == len(ref) > 0
+    for i in range(len(new)):
+        assert _compare(new[i], ref[i], f"{name} eval item {i}") == 0.0
