@@ -43,6 +43,7 @@ def measure(args, setting: dict) -> dict:
 
     from dsr.lightning_module import DSRModule
     from dsr.rendering.semantic_renderer import resolve_backend
+    from dsr.data.loader import resolve_num_workers
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -67,7 +68,7 @@ def measure(args, setting: dict) -> dict:
     if loss_fn.renderer is None:
         raise SystemExit(f"{args.cfg}: both DSR loss weights are 0: nothing to render")
     res = dict(backbone=cfg.DSR.BACKBONE, img_res=int(cfg.DATASET.IMG_RES), batch_size=B, steps=n,
-               num_workers=int(cfg.DATASET.NUM_WORKERS), render_backend=resolve_backend(loss_fn.renderer.backend, device),
+               num_workers=resolve_num_workers(cfg), render_backend=resolve_backend(loss_fn.renderer.backend, device),
                precision=precision, train_times={}, train_mem={}, eval_times={}, eval_mem={}, notes=notes)
     measure_train(cfg, device, module, n, amp, scaler, res)
     measure_eval(cfg, device, module, n, amp, res)

@@ -114,8 +114,10 @@ _C.DATASET.NOISE_FACTOR = 0.4  # per-channel pixel noise U[1-f, 1+f]
 _C.DATASET.ROT_FACTOR = 30  # rotation std in degrees (clipped at 2x, zero with p=0.6)
 _C.DATASET.SCALE_FACTOR = 0.25  # scale std (clipped to 1 +- f)
 _C.DATASET.BATCH_SIZE = 64  # per-device batch size
-_C.DATASET.NUM_WORKERS = 8  # dataloader workers
-_C.DATASET.PIN_MEMORY = True  # dataloader pin_memory
+_C.DATASET.NUM_WORKERS = 8  # dataloader workers; -1 (added): the available cores per process, less 1 (docs/loader.md)
+_C.DATASET.PIN_MEMORY = True  # dataloader pin_memory (on CUDA only)
+_C.DATASET.PERSISTENT_WORKERS = False  # added: keep the workers between epochs (the original: False)
+_C.DATASET.PREFETCH_FACTOR = 2  # added: batches each worker loads ahead (PyTorch's default)
 _C.DATASET.SHUFFLE_TRAIN = True  # shuffle the training set
 _C.DATASET.SHUFFLE_VAL = True  # unused (kept for config compatibility)
 _C.DATASET.TRAIN_DS = "h36m"  # 'all' (mixture of §5.1) or a single training set key

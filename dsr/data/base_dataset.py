@@ -23,6 +23,12 @@ Item (one sample; tensors, collated batch first by the DataLoader):
   from the prior and ``valid_labels_dsr_mc`` once per batch. Its ``grph``, the (3, 224, 224)
   float crop of the colour mask, is not returned either: nothing reads it but a debug dump.)
 
+Speed (issue 25, docs/loader.md): the crops convert to float32 only the pixels their warp reads
+(``crop_region_cv2``, into a float32 scratch of the frame's shape kept per dataset and process:
+12 MB for a 1000 x 1000 frame), the Graphonomy mask is read only down to the rows and in the box
+that background removal keeps (``dsr.data.frame_io.read_mask``); the items are those of the
+whole-frame path (tests/test_loader_equivalence.py).
+
 Randomness: augmentation draws from a per-process ``np.random.Generator`` seeded from
 ``torch.initial_seed()`` (different per DataLoader worker and per epoch), or from the ``rng``
 given to the constructor.
@@ -39,9 +45,11 @@ from torch.utils.data import Dataset
 
 from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD
 from dsr.data import graphonomy as G
+from dsr.data.frame_io import FrameReadError, read_mask, truncated_jpeg
+from dsr.data.frame_io import truncated_jpeg as _truncated_jpeg  # noqa: F401 - imported from here elsewhere
 from dsr.data.image_utils import (
-    crop_cv2,
-    flip_img,
+    ScratchBuffer,
+    crop_region_cv2,
     j2d_processing,
     j3d_processing,
     pose_processing,
@@ -123,21 +131,25 @@ def load_spin_npz(path: str) -> dict:
     return data
 
 
-def _truncated_jpeg(data: bytes) -> bool:
-    """True for the bytes of a JPEG file cut short: libjpeg (so cv2) decodes such a file without an
-    error, filling the missing rows with grey. A complete JPEG has an EOI marker (FF D9) after the
-    start of its last scan (FF DA); entropy-coded data cannot hold either byte pair (FF is stuffed
-    as FF 00)."""
-    if data[:2] != b"\xff\xd8":  # not a JPEG: other decoders fail on truncation themselves
-        return False
-    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+_MEAN = np.asarray(IMG_NORM_MEAN, dtype=np.float32)
+_STD = np.asarray(IMG_NORM_STD, dtype=np.float32)
 
 
-def _normalize_img(img: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB in [0, 1] -> (3, H, W) ImageNet-normalised float32."""
-    mean = np.asarray(IMG_NORM_MEAN, dtype=np.float32)
-    std = np.asarray(IMG_NORM_STD, dtype=np.float32)
-    return np.ascontiguousarray(((img - mean) / std).transpose(2, 0, 1), dtype=np.float32)
+def _augment_normalize(bgr: np.ndarray, flip: int, pn: np.ndarray) -> np.ndarray:
+    """(H, W, 3) BGR float32 crop in [0, 255] -> (3, H, W) RGB ImageNet-normalised float32: the
+    original's ``np.clip(flip(img) * pn, 0, 255) / 255``, then ``(img - mean) / std``, the same
+    float32 operations per pixel, done on contiguous planes (no strided passes over the crop)."""
+    planes = cv2.split(bgr)[::-1]  # R, G, B
+    out = np.empty((3,) + bgr.shape[:2], dtype=np.float32)
+    pn32 = pn.astype(np.float32)
+    for c in range(3):
+        o = out[c]
+        np.multiply(planes[c][:, ::-1] if flip else planes[c], pn32[c], out=o)
+        np.clip(o, 0.0, 255.0, out=o)
+        np.divide(o, np.float32(255.0), out=o)
+        np.subtract(o, _MEAN[c], out=o)
+        np.divide(o, _STD[c], out=o)
+    return out
 
 
 class BaseDataset(Dataset):
@@ -185,6 +197,7 @@ class BaseDataset(Dataset):
         self.c_min_px = G.min_pixels(G.DSR_C_MIN_PIXELS, cfg.DATASET.IMG_RES, scale_px)
         self.max_missing_mask_fraction = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
         self._rng = ProcessRng(rng, salt=())
+        self._scratch = ScratchBuffer()  # float32 frame-size scratch of crop_region_cv2 (per process)
 
         data = load_spin_npz(self.npz_path)
         n = len(data["imgname"])
@@ -273,18 +286,19 @@ class BaseDataset(Dataset):
             return sample_augmentation(self._get_rng(), self.noise_factor, self.rot_factor, self.scale_factor)
         return 0, np.ones(3), 0.0, 1.0
 
-    def _read_image(self, path: str) -> np.ndarray:
+    def _read_image_bgr(self, path: str) -> np.ndarray:
+        """(H, W, 3) uint8 BGR, as cv2.imread (EXIF orientation applied); DatasetError naming the file."""
         if not os.path.isfile(path):
             raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
         with open(path, "rb") as f:  # read once: decoded here and checked for truncation
             data = f.read()
-        if _truncated_jpeg(data):
+        if truncated_jpeg(data):
             raise DatasetError(f"dataset {self.dataset}: truncated JPEG {path} (no end-of-image marker after "
                                "its last scan; OpenCV would decode it with the missing part grey)")
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # as cv2.imread (EXIF too)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
-        return img[:, :, ::-1]
+        return img
 
     def __getitem__(self, index: int) -> dict:
         imgname = self.imgname[index]
@@ -294,12 +308,16 @@ class BaseDataset(Dataset):
         flip, pn, rot, sc = self.augm_params()
         res = self.img_res
 
-        img_u8 = self._read_image(path)
-        orig_shape = np.array(img_u8.shape[:2])
-        img = crop_cv2(img_u8.astype(np.float32), center, sc * scale, res, rot=rot)
-        if flip:
-            img = flip_img(img)
-        img = np.clip(img * pn.astype(np.float32)[None, None, :], 0.0, 255.0) / 255.0
+        bgr = self._read_image_bgr(path)
+        orig_shape = np.array(bgr.shape[:2])
+
+        def fill(dst, x0, y0, x1, y1):
+            dst[...] = bgr[y0:y1, x0:x1]
+
+        # the whole-frame float32 crop of the original, converting only the pixels the warp reads;
+        # the channels are independent, so BGR -> RGB after the warp is the same (on 224 x 224)
+        img = _augment_normalize(crop_region_cv2(bgr.shape, fill, center, sc * scale, res, rot=rot,
+                                                 buf=self._scratch), flip, pn)
 
         keypoints = j2d_processing(self.keypoints[index], center, sc * scale, rot, flip, res)
         if self.pose_3d is not None:
@@ -315,7 +333,7 @@ class BaseDataset(Dataset):
         item = {
             "index": index,
             "sample_index": int(self.rows[index]),
-            "img": torch.from_numpy(_normalize_img(img.astype(np.float32))),
+            "img": torch.from_numpy(img),
             "pose": torch.from_numpy(pose),
             "betas": torch.from_numpy(betas.astype(np.float32)),
             "imgname": path,
@@ -338,37 +356,66 @@ class BaseDataset(Dataset):
         return item
 
     def _dsr_targets(self, index, imgname, orig_shape, center, scale, rot, flip, keypoints) -> dict:
-        res = self.img_res
         mpath = G.mask_path(self.root, imgname)
+        mask = None
         if os.path.isfile(mpath):
-            bgr = cv2.imread(mpath, cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise DatasetError(f"dataset {self.dataset}: cannot decode Graphonomy mask {mpath}")
-            if tuple(bgr.shape[:2]) != tuple(orig_shape):
-                raise DatasetError(f"dataset {self.dataset}: Graphonomy mask {mpath} has size {bgr.shape[:2]} "
+            try:
+                mask = read_mask(mpath)
+            except FrameReadError as e:
+                raise DatasetError(f"dataset {self.dataset}: cannot decode Graphonomy mask {mpath}") from e
+            if tuple(mask.shape[:2]) != tuple(orig_shape):
+                raise DatasetError(f"dataset {self.dataset}: Graphonomy mask {mpath} has size {mask.shape[:2]} "
                                    f"but its image has size {tuple(orig_shape)} (H, W)")
-            # the original: the colour mask goes through the image's float32 processing (warp, flip,
-            # / 255), then back to uint8 by * 255 and truncation: a blended value 51.99 -> 51.
-            # (BGR -> RGB after the warp: the same pixels, without a copy of the whole mask)
-            crop = crop_cv2(bgr.astype(np.float32), center, scale, res, rot=rot,
-                            nearest=self.mask_warp_nearest)[:, :, ::-1]
-            if flip:
-                crop = flip_img(crop)
-            crop = ((crop / 255.0) * 255).astype(np.uint8)
-        else:  # counted at construction (the original used an all-zero mask)
-            crop = np.zeros((res, res, 3), dtype=np.uint8)
-        labels, known = G.decode_colour_mask(crop, return_known=True)
-        if flip and self.swap_lr_masks:
-            labels = G.swap_lr_labels(labels)
+        # (else: counted at construction; the original used an all-zero mask)
         try:
-            x0, y0, x1, y1 = G.keypoint_box(keypoints, res)
+            box = self._label_box(keypoints)
         except G.NoConfidentKeypointsError as e:
             raise DatasetError(f"dataset {self.dataset}, sample {index} ({imgname}, {self.npz_path}): {e}; "
                                "the DSR background removal needs at least one") from e
-        inside = np.zeros((res, res), dtype=bool)
-        inside[y0:y1, x0:x1] = True
-        labels = np.where(inside, labels, 0)
-        known = known | ~inside
+        try:  # a palette PNG is inflated here, lazily: its stream may still turn out unreadable
+            crop = self._mask_crop(mask, center, scale, rot, flip, box)
+        except FrameReadError as e:
+            raise DatasetError(f"dataset {self.dataset}: cannot decode Graphonomy mask {mpath}") from e
+        return self._targets_from_crop(crop, flip, box)
+
+    def _label_box(self, keypoints):
+        """The background-removal box (G.keypoint_box) as a plain half-open (x0, y0, x1, y1) in
+        0..res (the original's slice semantics, a negative end included, resolved)."""
+        res = self.img_res
+        x0, y0, x1, y1 = G.keypoint_box(keypoints, res)
+        x0, x1, _ = slice(x0, x1).indices(res)
+        y0, y1, _ = slice(y0, y1).indices(res)
+        return x0, y0, max(x1, x0), max(y1, y0)
+
+    def _mask_crop(self, mask, center, scale, rot, flip, box) -> np.ndarray:
+        """(y1 - y0, x1 - x0, 3) uint8 RGB: the box of the (flipped) mask crop, as the original made
+        it: the colour mask through the image's float32 processing (warp, flip, / 255), then back
+        to uint8 by * 255 and truncation (a blended value 51.99 -> 51). Only the pixels the warp
+        reads for the box are converted; nothing outside the box is needed (background removal)."""
+        res = self.img_res
+        x0, y0, x1, y1 = box
+        if mask is None or x1 <= x0 or y1 <= y0:
+            return np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+        px0, px1 = (res - x1, res - x0) if flip else (x0, x1)  # the box before the flip
+        crop = crop_region_cv2(mask.shape, mask.fill, center, scale, res, rot=rot, nearest=self.mask_warp_nearest,
+                               buf=self._scratch, dst_box=(px0, y0, px1, y1))
+        sub = crop[y0:y1, px0:px1, ::-1]  # BGR -> RGB
+        if flip:
+            sub = sub[:, ::-1]
+        return ((sub / 255.0) * 255).astype(np.uint8)
+
+    def _targets_from_crop(self, crop, flip, box) -> dict:
+        """The DSR targets from the box of the mask crop (outside it: background, counted)."""
+        res = self.img_res
+        x0, y0, x1, y1 = box
+        labels = np.zeros((res, res), dtype=np.int64)
+        known = np.ones((res, res), dtype=bool)
+        if x1 > x0 and y1 > y0:
+            lab, kn = G.decode_colour_mask(crop, return_known=True)
+            if flip and self.swap_lr_masks:
+                lab = G.swap_lr_labels(lab)
+            labels[y0:y1, x0:x1] = lab
+            known[y0:y1, x0:x1] = kn
 
         mc_mask, mc_valid = G.dsr_mc_target(labels, self.mc_min_px)
         merged = G.merge_dsr_c_labels(labels)

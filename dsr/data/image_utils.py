@@ -9,6 +9,11 @@ Conventions: an image crop is defined by a bbox ``center`` (2,) in original pixe
   including its legacy quantisation ``int(t @ (pt - 1)) + 1`` (truncation toward zero).
 * ``crop_cv2(img, center, scale, res, rot)``: PARE crop (centre rounded to int, square side
   ``round(200 * scale)``, rotated by ``rot``, bilinear ``warpAffine``, zero border).
+* ``crop_transform`` / ``warp_source_box``: the (2, 3) affine of ``crop_cv2`` and the box of source
+  pixels its warp can read (with a margin for the interpolation support).
+* ``crop_region_cv2(shape, fill, ..., buf)``: the same crop as ``crop_cv2`` of a uint8 frame, bit for
+  bit, converting to float32 only the source box (``fill`` writes it into a reused ``ScratchBuffer``
+  of the frame's full shape: the warp sees the same array shape, matrix and pixel values).
 * ``j2d_processing``: (N, 3) original-pixel keypoints -> crop keypoints in [-1, 1] (+ flip).
 * ``j3d_processing``: (24, 4) metres: rotate x-y by ``-rot`` about the camera z axis (+ flip).
 * ``pose_processing``: (72,) axis-angle: root left-multiplied by Rz(-rot) (+ flip).
@@ -26,6 +31,10 @@ __all__ = [
     "get_transform",
     "transform",
     "crop_cv2",
+    "crop_transform",
+    "warp_source_box",
+    "crop_region_cv2",
+    "ScratchBuffer",
     "gen_trans_from_patch_cv",
     "flip_img",
     "flip_kp",
@@ -93,17 +102,100 @@ def gen_trans_from_patch_cv(c_x, c_y, src_w, src_h, dst_w, dst_h, rot, inv=False
     return cv2.getAffineTransform(src, dst)
 
 
-def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0, nearest: bool = False) -> np.ndarray:
-    """PARE crop: (H, W[, C]) image -> (res, res[, C]) (bilinear, or nearest-neighbour with
-    ``nearest``; zero border, same dtype)."""
+def crop_transform(center, scale, res, rot=0.0):
+    """The PARE crop's (2, 3) float64 affine (original pixel -> crop pixel) and the crop size (pw, ph)."""
     if np.isscalar(res):
         res = (res, res)
     c_x, c_y = int(round(float(center[0]))), int(round(float(center[1])))
     pw, ph = int(round(res[0])), int(round(res[1]))
     bb = int(round(float(scale) * 200.0))
-    trans = gen_trans_from_patch_cv(c_x, c_y, bb, bb, pw, ph, rot)
+    return gen_trans_from_patch_cv(c_x, c_y, bb, bb, pw, ph, rot), (pw, ph)
+
+
+def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0, nearest: bool = False) -> np.ndarray:
+    """PARE crop: (H, W[, C]) image -> (res, res[, C]) (bilinear, or nearest-neighbour with
+    ``nearest``; zero border, same dtype)."""
+    trans, (pw, ph) = crop_transform(center, scale, res, rot)
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.warpAffine(img, trans, (pw, ph), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+
+
+def warp_source_box(trans: np.ndarray, size, shape, margin: int = 2, dst_box=None):
+    """Source pixels a ``warpAffine(src, trans, size)`` can read: (x0, y0, x1, y1), half-open, clipped
+    to ``shape`` = (H, W); None when the crop lies wholly outside the source.
+
+    The crop's pixel centres (0..pw-1, 0..ph-1), or those of ``dst_box`` = (x0, y0, x1, y1)
+    (half-open, non-empty) only, map back through the inverse affine to a parallelogram; bilinear
+    interpolation reads floor(x) and floor(x) + 1 (nearest: round(x)). ``margin`` pixels more on
+    each side cover OpenCV's fixed-point coordinates (1/32 px) and rounding;
+    ``tests/test_loader_equivalence.py`` checks with the rest of the source set to NaN.
+    """
+    pw, ph = size
+    bx0, by0, bx1, by1 = (0, 0, pw, ph) if dst_box is None else dst_box
+    inv = cv2.invertAffineTransform(np.asarray(trans, dtype=np.float64))
+    corners = np.array([[bx0, by0, 1.0], [bx1 - 1.0, by0, 1.0], [bx0, by1 - 1.0, 1.0], [bx1 - 1.0, by1 - 1.0, 1.0]],
+                       dtype=np.float64)
+    src = corners @ inv.T
+    lo = np.floor(src.min(axis=0)).astype(np.int64) - margin
+    hi = np.floor(src.max(axis=0)).astype(np.int64) + 2 + margin
+    h, w = int(shape[0]), int(shape[1])
+    x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
+    x1, y1 = min(int(hi[0]), w), min(int(hi[1]), h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+class ScratchBuffer:
+    """A float32 array reused across items (one per dataset and process), viewed at any shape.
+
+    Zero-filled when (re)allocated, so that it only ever holds finite pixel values. ``poison`` (tests)
+    fills each view with NaN before use: a warp reading outside the box it was given then shows."""
+
+    def __init__(self):
+        self._a = np.zeros(0, dtype=np.float32)
+        self.poison = False
+
+    def view(self, shape) -> np.ndarray:
+        n = int(np.prod(shape))
+        if self._a.size < n:
+            self._a = np.zeros(n, dtype=np.float32)
+        out = self._a[:n].reshape(shape)
+        if self.poison:
+            out.fill(np.nan)
+        return out
+
+    def __getstate__(self):  # not pickled with the dataset (spawned DataLoader workers)
+        return {"poison": self.poison}
+
+    def __setstate__(self, state):
+        self.__init__()
+        self.poison = state["poison"]
+
+
+def crop_region_cv2(shape, fill, center, scale, res, rot=0.0, nearest: bool = False,
+                    buf: ScratchBuffer | None = None, dst_box=None) -> np.ndarray:
+    """``crop_cv2(frame.astype(np.float32), ...)`` bit for bit, converting only what the warp reads.
+
+    Args:
+        shape: (H, W, C) of the uint8 frame.
+        fill: ``fill(dst, x0, y0, x1, y1)`` writes the float32 values of frame[y0:y1, x0:x1] into
+            ``dst`` (H', W', C) (e.g. ``dst[...] = frame[y0:y1, x0:x1]``).
+        buf: the ScratchBuffer to use (a fresh one if None).
+        dst_box: (x0, y0, x1, y1) non-empty, half-open: only these crop pixels are needed (the
+            others are left undefined; they may come from an earlier item's pixels).
+    Returns:
+        (res, res, C) float32.
+    """
+    trans, (pw, ph) = crop_transform(center, scale, res, rot)
+    box = warp_source_box(trans, (pw, ph), shape[:2], dst_box=dst_box)
+    if box is None:  # every read is outside the frame: the constant (zero) border
+        return np.zeros((ph, pw) + tuple(shape[2:]), dtype=np.float32)
+    full = (buf or ScratchBuffer()).view(tuple(shape))
+    x0, y0, x1, y1 = box
+    fill(full[y0:y1, x0:x1], x0, y0, x1, y1)
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(full, trans, (pw, ph), flags=flags, borderMode=cv2.BORDER_CONSTANT)
 
 
 def flip_img(img: np.ndarray) -> np.ndarray:

@@ -5,10 +5,17 @@
 * ``build_val_dataset(cfg, name=None)``: the evaluation file of DATASET.VAL_DS (no augmentation;
   EMDB / SSP-3D through :class:`dsr.data.eval_dataset.EvalExtrasDataset`).
 * ``train_dataloader(cfg, dataset)``: batch DATASET.BATCH_SIZE, shuffle DATASET.SHUFFLE_TRAIN,
-  drop_last=True, DATASET.NUM_WORKERS workers, DATASET.PIN_MEMORY.
+  drop_last=True, DATASET.NUM_WORKERS workers (-1: ``auto_num_workers()``), DATASET.PIN_MEMORY (on
+  CUDA), DATASET.PERSISTENT_WORKERS and DATASET.PREFETCH_FACTOR (with workers only), OpenCV on one
+  thread in each worker (``worker_init_fn``).
 * ``val_dataloader(cfg, dataset)``: no shuffle, keeps the last partial batch.
+* ``resolve_num_workers(cfg)`` / ``auto_num_workers()``: DATASET.NUM_WORKERS; for -1 the cores
+  this process may use (its CPU affinity), divided among the processes of this machine
+  (LOCAL_WORLD_SIZE, DDP), less one for the process itself.
 """
 from __future__ import annotations
+
+import os
 
 import cv2
 import torch
@@ -18,12 +25,35 @@ from dsr.data.base_dataset import BaseDataset
 from dsr.data.eval_dataset import EXTRAS_DATASETS, EvalExtrasDataset
 from dsr.data.mixed_dataset import MixedDataset
 
-__all__ = ["build_train_dataset", "build_val_dataset", "train_dataloader", "val_dataloader", "worker_init_fn"]
+__all__ = ["build_train_dataset", "build_val_dataset", "train_dataloader", "val_dataloader", "worker_init_fn",
+           "auto_num_workers", "resolve_num_workers"]
 
 
 def worker_init_fn(worker_id: int) -> None:
     """One OpenCV thread per DataLoader worker (the workers already run in parallel)."""
     cv2.setNumThreads(1)
+
+
+def auto_num_workers() -> int:
+    """Workers for DATASET.NUM_WORKERS = -1: the cores of this process's CPU affinity divided by the
+    processes on this machine (LOCAL_WORLD_SIZE, set by DDP launchers; 1 otherwise), less one
+    for the process itself (0 on a single core: items are then loaded in the process)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, cores // local - 1)
+
+
+def resolve_num_workers(cfg) -> int:
+    """DATASET.NUM_WORKERS, with -1 resolved by ``auto_num_workers``; other negatives are refused."""
+    nw = int(cfg.DATASET.NUM_WORKERS)
+    if nw == -1:
+        return auto_num_workers()
+    if nw < 0:
+        raise ValueError(f"DATASET.NUM_WORKERS must be >= 0 or -1 (auto), got {nw}")
+    return nw
 
 
 def build_train_dataset(cfg, **kwargs):
@@ -40,7 +70,11 @@ def build_val_dataset(cfg, name: str | None = None, **kwargs):
 
 
 def _loader(cfg, dataset, shuffle, drop_last, batch_size=None, num_workers=None):
-    nw = int(cfg.DATASET.NUM_WORKERS if num_workers is None else num_workers)
+    nw = resolve_num_workers(cfg) if num_workers is None else int(num_workers)
+    extra = {}
+    if nw > 0:  # PyTorch refuses these without workers
+        extra = dict(persistent_workers=bool(cfg.DATASET.PERSISTENT_WORKERS),
+                     prefetch_factor=int(cfg.DATASET.PREFETCH_FACTOR), worker_init_fn=worker_init_fn)
     return DataLoader(
         dataset,
         batch_size=int(batch_size or cfg.DATASET.BATCH_SIZE),
@@ -48,7 +82,7 @@ def _loader(cfg, dataset, shuffle, drop_last, batch_size=None, num_workers=None)
         num_workers=nw,
         pin_memory=bool(cfg.DATASET.PIN_MEMORY) and torch.cuda.is_available(),
         drop_last=drop_last,
-        worker_init_fn=worker_init_fn if nw > 0 else None,
+        **extra,
     )
 
 
