@@ -1,11 +1,11 @@
-"""dsr.data.preprocess.common: the box rule, the atomic npz write, the closing table."""
+"""dsr.data.preprocess.common: the box rule, the atomic npz write, the closing table, the pickle reader."""
 import os
 
 import numpy as np
 import pytest
 
-from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, require_dir,
-                                        require_file, save_npz_atomic)
+from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, read_pickle_dict,
+                                        require_dir, require_file, save_npz_atomic)
 
 
 def test_bbox_rule_by_hand():
@@ -40,6 +40,31 @@ def test_save_npz_atomic_failure_keeps_the_old_file(tmp_path):
         save_npz_atomic(str(out), a=Boom())
     np.testing.assert_array_equal(np.load(out)["a"], [0, 1, 2])
     assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_read_pickle_dict_round_trip_and_errors(tmp_path):
+    import pickle
+
+    ok = tmp_path / "ok.pkl"
+    with open(ok, "wb") as f:
+        pickle.dump({"poses": [np.arange(6.0).reshape(2, 3)], "sequence": "s"}, f, protocol=2)
+    d = read_pickle_dict(str(ok), "a test pickle")
+    assert d["sequence"] == "s" and np.array_equal(d["poses"][0], np.arange(6.0).reshape(2, 3))
+    lst = tmp_path / "list.pkl"
+    with open(lst, "wb") as f:
+        pickle.dump([1, 2], f)
+    with pytest.raises(PreprocessError, match=rf"list.pkl: expected a dict \(a test pickle\), got list"):
+        read_pickle_dict(str(lst), "a test pickle")
+    (tmp_path / "cut.pkl").write_bytes(ok.read_bytes()[:20])
+    with pytest.raises(PreprocessError, match=r"cut.pkl: not a readable pickle .*\(a test pickle\)$"):
+        read_pickle_dict(str(tmp_path / "cut.pkl"), "a test pickle")
+    with pytest.raises(PreprocessError, match=r"nothing.pkl: cannot read a test pickle \(FileNotFoundError"):
+        read_pickle_dict(str(tmp_path / "nothing.pkl"), "a test pickle")
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"x": Summary("x")}, f)
+    with pytest.raises(PreprocessError, match=r"evil.pkl: refusing to unpickle class .*Summary.*\(a test pickle\)"):
+        read_pickle_dict(str(evil), "a test pickle")
 
 
 def test_require_names_the_path(tmp_path):

@@ -5,6 +5,8 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
 
 - :class:`PreprocessError`: one clear message naming the file and what is wrong or missing;
 - :func:`require_file` / :func:`require_dir`: input checks that raise it;
+- :func:`read_pickle_dict`: a downloaded pickle that must hold a dict, read without running code
+  (``dsr.safe_pickle``);
 - :func:`bbox_to_center_scale`: SPIN's box → ``center`` / ``scale`` rule;
 - :func:`save_npz_atomic`: write to a temporary file in the same folder, then rename (a killed
   run never leaves a half-written npz under the final name);
@@ -35,6 +37,7 @@ __all__ = [
     "bbox_to_center_scale",
     "load_fits",
     "progress",
+    "read_pickle_dict",
     "require_dir",
     "require_file",
     "save_npz_atomic",
@@ -64,6 +67,23 @@ def require_dir(path: str, what: str) -> str:
     if not os.path.isdir(path):
         raise PreprocessError(f"missing {what}: {path} is not a folder")
     return path
+
+
+def read_pickle_dict(path: str, what: str) -> dict:
+    """The dict in the pickle at ``path`` (numpy arrays and plain containers only, see
+    dsr.safe_pickle); PreprocessError naming the file and ``what`` it should be (e.g. 'a 3DPW
+    sequence pickle') when it is unreadable, names another class or holds no dict."""
+    from dsr.safe_pickle import UnsafePickleError, load_pickle
+
+    try:
+        data = load_pickle(path)
+    except UnsafePickleError as e:
+        raise PreprocessError(f"{e} ({what})") from e
+    except OSError as e:
+        raise PreprocessError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from e
+    if not isinstance(data, dict):
+        raise PreprocessError(f"{path}: expected a dict ({what}), got {type(data).__name__}")
+    return data
 
 
 def bbox_to_center_scale(xmin: float, ymin: float, xmax: float, ymax: float,
