@@ -67,6 +67,15 @@ def test_read_pickle_dict_round_trip_and_errors(tmp_path):
         read_pickle_dict(str(evil), "a test pickle")
 
 
+def test_summary_save_records_path_and_rows(tmp_path):
+    s = Summary("x")
+    s.skip("bad", 2)
+    path = str(tmp_path / "out" / "x.npz")
+    assert s.save(path, {"imgname": np.array(["a", "b", "c"]), "scale": np.ones(3)}) is s
+    assert (s.path, s.written, s.skipped["bad"]) == (path, 3, 2)
+    assert np.load(path)["imgname"].tolist() == ["a", "b", "c"]
+
+
 def test_require_names_the_path(tmp_path):
     with pytest.raises(PreprocessError, match="missing sequence file: .*nope.pkl"):
         require_file(str(tmp_path / "nope.pkl"), "sequence file")

@@ -10,11 +10,14 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
 - :func:`bbox_to_center_scale`: SPIN's box → ``center`` / ``scale`` rule;
 - :func:`save_npz_atomic`: write to a temporary file in the same folder, then rename (a killed
   run never leaves a half-written npz under the final name);
-- :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table;
+- :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table
+  (``Summary.save`` writes a file with :func:`save_npz_atomic` and records it);
 - :func:`progress`: the tqdm progress bar every long loop uses;
 - :func:`worker_pool`: the process pool of ``--workers``;
 - :data:`J17_TO_J24`: where SPIN puts the 17 joints of Human3.6M / MPI-INF-3DHP (in SPIN's
   17-joint order) in the 24-joint ground-truth layout;
+- :func:`add_frame_arguments`: ``--extract-frames``, ``--images`` and ``--fits`` of the video
+  datasets (Human3.6M, MPI-INF-3DHP);
 - :func:`load_fits`: SMPL fits (``pose``, ``shape``, ``has_smpl``) given by ``--fits FILE``,
   aligned with the rows written.
 """
@@ -32,6 +35,7 @@ from tqdm import tqdm
 
 __all__ = [
     "J17_TO_J24",
+    "add_frame_arguments",
     "PreprocessError",
     "Summary",
     "bbox_to_center_scale",
@@ -133,6 +137,13 @@ class Summary:
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] += int(n)
 
+    def save(self, path: str, arrays: dict) -> "Summary":
+        """Write ``arrays`` to ``path`` (:func:`save_npz_atomic`); record the path and the rows
+        (``len(arrays['imgname'])``) written. Returns this summary."""
+        self.path = save_npz_atomic(path, **arrays)
+        self.written = len(arrays["imgname"])
+        return self
+
     def table(self) -> str:
         """The closing table: one line for the rows written, one per skip reason."""
         lines = [f"{self.name}: {self.path or '(not written)'}",
@@ -147,6 +158,15 @@ class Summary:
 def progress(iterable: Iterable, desc: str, total: int | None = None, unit: str = "it"):
     """The progress bar of every preprocessing loop (tqdm on stderr)."""
     return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
+
+
+def add_frame_arguments(p, extract_help: str, images_receive: str) -> None:
+    """Add ``--extract-frames`` (help ``extract_help``), ``--images`` (the folder receiving
+    ``images_receive``, default ``--root``) and ``--fits`` (see :func:`load_fits`) to parser ``p``."""
+    p.add_argument("--extract-frames", action="store_true", help=extract_help)
+    p.add_argument("--images", default=None, help=f"folder receiving {images_receive} (default: --root)")
+    p.add_argument("--fits", default=None,
+                   help="npz with SMPL fits for the training rows (pose, shape, has_smpl[, imgname])")
 
 
 def load_fits(path: str, imgnames: list[str]) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, read_pickle_dict,
-                                        require_dir, save_npz_atomic)
+                                        require_dir)
 from dsr.data.preprocess.pw3d import rotate_root
 
 SCALE_FACTOR = 1.2
@@ -159,7 +159,6 @@ def run(args) -> list[Summary]:
     if not rows:
         raise PreprocessError(f"{args.root}: no sequence has {subset} true (is this the EMDB download?)")
     data = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-    summary.path = save_npz_atomic(out_path, **data)
-    summary.written = len(data["imgname"])
+    summary.save(out_path, data)
     summary.name = f"{subset}_test.npz ({n_seq} sequences)"
     return [summary]

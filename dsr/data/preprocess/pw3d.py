@@ -46,7 +46,7 @@ from collections import Counter
 import numpy as np
 
 from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, read_pickle_dict,
-                                        require_dir, save_npz_atomic)
+                                        require_dir)
 
 SCALE_FACTOR = 1.2
 EVAL_NAME = "3dpw_test_with_mmpose.npz"
@@ -314,8 +314,7 @@ def run(args) -> list[Summary]:
         arrays["has_smpl"] = np.ones(len(arrays["imgname"]))
     if len(arrays["imgname"]) == 0:
         raise PreprocessError(f"{folder}: no valid frame in {len(files)} sequence files (nothing to write)")
-    summary.path = save_npz_atomic(out_path, **arrays)
-    summary.written = len(arrays["imgname"])
+    summary.save(out_path, arrays)
     summaries = [summary]
     if args.split == "test" and args.eval_copy != "no":
         summaries.append(_eval_copy(out_dir, arrays, args.eval_copy == "force"))
@@ -330,6 +329,4 @@ def _eval_copy(out_dir: str, arrays: dict, force: bool) -> Summary:
         s.skip(f"kept the existing {EVAL_NAME} (other rows or boxes: the original's?); --eval-copy force "
                "replaces it", len(arrays["imgname"]))
         return s
-    s.path = save_npz_atomic(path, **arrays)
-    s.written = len(arrays["imgname"])
-    return s
+    return s.save(path, arrays)
