@@ -76,6 +76,25 @@ def test_summary_save_records_path_and_rows(tmp_path):
     assert np.load(path)["imgname"].tolist() == ["a", "b", "c"]
 
 
+def test_frame_folders_default_and_error(tmp_path):
+    import argparse
+
+    from dsr.data.preprocess.common import add_frame_arguments, frame_folders
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--root")
+    p.add_argument("--out")
+    add_frame_arguments(p, "extract", "frames/")
+    a = p.parse_args(["--root", str(tmp_path), "--out", "o"])
+    assert frame_folders(a, "X") == (str(tmp_path), str(tmp_path), os.path.join("o", "dataset_extras"))
+    assert (a.extract_frames, a.fits) == (False, None)
+    a = p.parse_args(["--root", str(tmp_path), "--out", "o", "--images", "im", "--extract-frames"])
+    assert frame_folders(a, "X")[1] == "im" and a.extract_frames
+    a.root = str(tmp_path / "nothing")
+    with pytest.raises(PreprocessError, match=r"missing X root \(--root\): .*nothing is not a folder"):
+        frame_folders(a, "X")
+
+
 def test_require_names_the_path(tmp_path):
     with pytest.raises(PreprocessError, match="missing sequence file: .*nope.pkl"):
         require_file(str(tmp_path / "nope.pkl"), "sequence file")

@@ -17,7 +17,7 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
 - :data:`J17_TO_J24`: where SPIN puts the 17 joints of Human3.6M / MPI-INF-3DHP (in SPIN's
   17-joint order) in the 24-joint ground-truth layout;
 - :func:`add_frame_arguments`: ``--extract-frames``, ``--images`` and ``--fits`` of the video
-  datasets (Human3.6M, MPI-INF-3DHP);
+  datasets (Human3.6M, MPI-INF-3DHP); :func:`frame_folders`: a run's root, frame and output folders;
 - :func:`load_fits`: SMPL fits (``pose``, ``shape``, ``has_smpl``) given by ``--fits FILE``,
   aligned with the rows written.
 """
@@ -39,6 +39,7 @@ __all__ = [
     "PreprocessError",
     "Summary",
     "bbox_to_center_scale",
+    "frame_folders",
     "load_fits",
     "progress",
     "read_pickle_dict",
@@ -167,6 +168,14 @@ def add_frame_arguments(p, extract_help: str, images_receive: str) -> None:
     p.add_argument("--images", default=None, help=f"folder receiving {images_receive} (default: --root)")
     p.add_argument("--fits", default=None,
                    help="npz with SMPL fits for the training rows (pose, shape, has_smpl[, imgname])")
+
+
+def frame_folders(args, what: str) -> tuple[str, str, str]:
+    """(root, images, out_dir) of a run with :func:`add_frame_arguments`: ``--root`` (checked to be
+    a folder, ``what`` names it in the error), where frames go (``--images``, default the root) and
+    ``<--out>/dataset_extras``."""
+    root = require_dir(args.root, f"{what} root (--root)")
+    return root, args.images or root, os.path.join(args.out, "dataset_extras")
 
 
 def load_fits(path: str, imgnames: list[str]) -> dict[str, np.ndarray]:

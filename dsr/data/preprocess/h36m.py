@@ -49,8 +49,8 @@ import numpy as np
 from loguru import logger
 
 from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, add_frame_arguments,
-                                        bbox_to_center_scale, load_fits, progress, require_dir, require_file,
-                                        worker_pool)
+                                        bbox_to_center_scale, frame_folders, load_fits, progress, require_dir,
+                                        require_file, worker_pool)
 from dsr.data.preprocess.video import VideoJob, extract_videos, read_record
 
 __all__ = ["add_arguments", "run", "read_cdf_pose", "list_sequences", "sequence_rows"]
@@ -337,9 +337,7 @@ def _with_frame(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def run(args) -> list[Summary]:
-    root = require_dir(args.root, "Human3.6M root (--root)")
-    images = args.images or root
-    out_dir = os.path.join(args.out, "dataset_extras")
+    root, images, out_dir = frame_folders(args, "Human3.6M")
     summaries = []
     if args.split in ("all", "valid"):
         lag = 0 if args.fix_frame_offset else 1

@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, add_frame_arguments,
-                                        bbox_to_center_scale, load_fits, progress, require_dir, require_file)
+                                        bbox_to_center_scale, frame_folders, load_fits, progress, require_dir,
+                                        require_file)
 from dsr.data.preprocess.video import VideoJob, extract_videos, header_frame_count, read_record
 
 __all__ = ["add_arguments", "run", "test_rows", "train_plan", "select_train_frames"]
@@ -302,9 +303,7 @@ def _extract(plan, root, images, workers) -> tuple[list[np.ndarray], Summary]:
 
 
 def run(args) -> list[Summary]:
-    root = require_dir(args.root, "MPI-INF-3DHP root (--root)")
-    images = args.images or root
-    out_dir = os.path.join(args.out, "dataset_extras")
+    root, images, out_dir = frame_folders(args, "MPI-INF-3DHP")
     summaries = []
     if args.split in ("all", "test"):
         s = Summary("mpi-inf-3dhp test")
