@@ -40,20 +40,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from loader_fixtures import make_loader_dataset  # noqa: E402
+from loader_fixtures import loader_cfg, make_loader_dataset  # noqa: E402
 
 STAGES = ("read", "decode", "crop", "normalise", "labels", "mask read", "mask crop", "mask targets", "tensors")
 
 
 def _cfg(root: str, loss: str):
-    from dsr.config import get_cfg_defaults
-
-    cfg = get_cfg_defaults()
-    cfg.METHOD = "dsr"
-    cfg.DSR.DSR_MC_LOSS_TYPE = loss
-    cfg.PATHS.DATASET_NPZ_PATH = root
-    cfg.PATHS.DATASET_FOLDERS["h36m"] = root
-    cfg.PATHS.TRAIN_FILES["h36m"] = "train.npz"
+    cfg = loader_cfg(root, loss)
     cfg.DATASET.NUM_WORKERS = 0
     return cfg
 

@@ -27,6 +27,9 @@ import scipy.io
 from cdflib import cdfwrite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from video_fixtures import matlab_v73, write_frames  # noqa: E402
 
 
 def frame(k, w, h, rng):
@@ -42,19 +45,8 @@ def frame(k, w, h, rng):
 
 
 def write_video(path, n, w, h, fourcc):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     rng = np.random.default_rng(0)
-    vw = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 50, (w, h))
-    for k in range(n):
-        vw.write(frame(k, w, h, rng))
-    vw.release()
-
-
-def matlab_v73(path, build):
-    with h5py.File(path, "w", userblock_size=512) as f:
-        build(f)
-    with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .")
+    write_frames(path, (frame(k, w, h, rng) for k in range(n)), (w, h), fourcc)
 
 
 def build_h36m(root, n):

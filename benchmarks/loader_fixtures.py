@@ -16,6 +16,9 @@ pose, shape, has_smpl, gender) at ``npz_path``.
 * Boxes: person centre anywhere in the frame (``outside`` share of them so that the box crosses the
   frame edge), box side (200 * scale) 40 - 80 % of the frame's short side; 49 keypoints
   (openpose 25 with conf 0 + 24 ground-truth with conf 1) inside the box.
+
+``loader_cfg(root, loss, nearest, swap)`` is the DSR training config that reads such a folder as
+the 'h36m' training set (``train.npz``), the mask loss type and the two mask fixes as given.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import os
 import cv2
 import numpy as np
 
-__all__ = ["make_loader_dataset", "fabricate_frame"]
+__all__ = ["make_loader_dataset", "fabricate_frame", "loader_cfg"]
 
 # CIHP labels used for the fabricated person
 HAIR, FACE, UPPER, PANTS, L_ARM, R_ARM, L_LEG, R_LEG, L_SHOE, R_SHOE = 2, 13, 5, 9, 14, 15, 16, 17, 18, 19
@@ -108,3 +111,20 @@ def make_loader_dataset(root: str, npz_path: str, size=(1000, 1000), n: int = 8,
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
     np.savez(npz_path, **data)
     return data
+
+
+def loader_cfg(root: str, loss: str = "DistM", nearest: bool = False, swap: bool = False):
+    """Config of METHOD 'dsr' reading ``root/train.npz`` as the 'h36m' training set;
+    ``DSR.DSR_MC_LOSS_TYPE`` = ``loss``, ``MASK_WARP_NEAREST`` = ``nearest``,
+    ``FLIP_SWAP_LR_MASKS`` = ``swap`` (False, False: the original's behaviour)."""
+    from dsr.config import get_cfg_defaults
+
+    cfg = get_cfg_defaults()
+    cfg.METHOD = "dsr"
+    cfg.DSR.DSR_MC_LOSS_TYPE = loss
+    cfg.DSR.MASK_WARP_NEAREST = nearest
+    cfg.DSR.FLIP_SWAP_LR_MASKS = swap
+    cfg.PATHS.DATASET_NPZ_PATH = root
+    cfg.PATHS.DATASET_FOLDERS["h36m"] = root
+    cfg.PATHS.TRAIN_FILES["h36m"] = "train.npz"
+    return cfg

@@ -11,12 +11,13 @@ scipy.sparse matrices and chumpy arrays, dsr.body.smpl_io).
 ``load_pickle(path)`` reads a data file (EMDB sequence pkls, 3DPW sequence files) with
 ``encoding='latin1'`` (Python-2 pickles of numpy arrays) and raises :class:`UnsafePickleError`
 (a ValueError) naming the file on a refused class or an unreadable file. ``load_npz(path)`` reads
-an .npz whose object members (old string lists) go through the same unpickler.
+an .npz whose object members (old string lists) go through the same unpickler (or the one the
+caller passes).
 """
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -115,10 +116,13 @@ def load_pickle(path: str) -> Any:
         return _load(f, path)
 
 
-def load_npz(path: str) -> dict:
+def load_npz(path: str, unpickle: Callable[[Any, str], Any] | None = None) -> dict:
     """Read an .npz member by member: plain arrays with ``allow_pickle=False``, object arrays
     (e.g. lists of strings saved by an old numpy) through :class:`RestrictedUnpickler`.
-    Raises UnsafePickleError naming the file on an unreadable archive or a refused class."""
+    Raises UnsafePickleError naming the file on an unreadable archive or a refused class.
+
+    ``unpickle(fileobj, name)`` replaces the reader of object members (``name`` is
+    ``path[member]``); the SMPL reader passes its own allow-list and error type this way."""
     import io
     import zipfile
 
@@ -142,7 +146,7 @@ def load_npz(path: str) -> dict:
             except ValueError as e:
                 raise UnsafePickleError(f"{path}: member '{key}' is not a .npy array ({e})") from e
             if dtype.hasobject:
-                out[key] = _load(buf, f"{path}[{key}]")
+                out[key] = (unpickle or _load)(buf, f"{path}[{key}]")
             else:
                 buf.seek(0)
                 out[key] = np.lib.format.read_array(buf, allow_pickle=False)

@@ -22,20 +22,6 @@ EMDB_LAYOUT = [  # subject, folder, gender, frames, EMDB-1, masked frames, good 
 ]
 
 
-def _bodies():
-    from dsr.body import build_body_model
-    import emdb_fixtures as fx
-
-    cache = {}
-
-    def body_of(g):
-        if g not in cache:
-            cache[g] = build_body_model(fx.SMPL_DIR, g)
-        return cache[g]
-
-    return body_of
-
-
 def _quiet(fn, *a, **k):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return fn(*a, **k)
@@ -68,7 +54,7 @@ def run_emdb(work: str, near: bool) -> int:
             betas[:] = s["smpl"]["betas"] + rng.normal(scale=0.1, size=(n, 10))
         preds[name] = (pose, betas, rng.normal(size=(n, 3)))
     # ours
-    proto = EmdbProtocol("emdb-1", _bodies())
+    proto = EmdbProtocol("emdb-1", fx.body_cache())
     N = len(d["imgname"])
     pp = np.stack([preds[s][0][f] for s, f in zip(d["sequence"], d["frame"])])
     pb = np.stack([preds[s][1][f] for s, f in zip(d["sequence"], d["frame"])])
@@ -126,7 +112,6 @@ def run_ssp3d(work: str) -> int:
     from metrics.eval_metrics_tracker import EvalMetricsTracker
 
     import emdb_fixtures as fx
-    from protocol_cases import make_cfg
 
     from dsr.data.loader import build_val_dataset
     from dsr.data.preprocess.__main__ import main as preprocess_main
@@ -151,11 +136,9 @@ def run_ssp3d(work: str) -> int:
     root, out, N = os.path.join(tmp, "ssp"), os.path.join(tmp, "out"), 8
     labels = fx.make_ssp3d_tree(root, n=N, seed=3, size=512)  # the real images' size
     assert _quiet(preprocess_main, ["ssp-3d", "--root", root, "--out", out]) == 0
-    cfg = make_cfg("ssp-3d", True, os.path.join(tmp, "run"))
-    cfg.PATHS.DATASET_NPZ_PATH = os.path.join(out, "dataset_extras")
-    cfg.PATHS.DATASET_FOLDERS["ssp-3d"] = root
+    cfg = fx.eval_cfg("ssp-3d", root, os.path.join(out, "dataset_extras"), os.path.join(tmp, "run"))
     items = [it for it in build_val_dataset(cfg)]
-    body_of = _bodies()
+    body_of = fx.body_cache()
     proto = Ssp3dProtocol("ssp-3d", body_of, focal_length=5000.0, img_res=224)
     rng = np.random.default_rng(4)
     pred_betas = torch.from_numpy(labels["shapes"] + rng.normal(scale=0.5, size=(N, 10))).float()

@@ -1,6 +1,10 @@
 """Fabricated EMDB and SSP-3D raw trees (the downloads' real formats; the embedded free body model
 stands in for SMPL). Used by tests/test_emdb.py, test_ssp3d.py, test_data_check.py and
-studies/conformance_emdb_ssp3d.py (not a test module)."""
+studies/conformance_emdb_ssp3d.py (not a test module).
+
+``body_cache()`` gives a ``body_of(gender)`` that builds each free body model once;
+``evaluate(ds, root, npz_dir, logdir, batch_size)`` runs ``DATASET.VAL_DS ds`` end to end on CPU
+(``build_trainer(cfg).test``) and returns the module and its ``evaluation_results_<ds>.pkl``."""
 from __future__ import annotations
 
 import os
@@ -92,3 +96,48 @@ def make_ssp3d_tree(root: str, n: int = 3, seed: int = 0, size: int = 96) -> dic
     }
     np.savez(os.path.join(root, "labels.npz"), **labels)
     return labels
+
+
+def body_cache():
+    """``body_of(gender)``: the free body model of that gender, built on first use and kept."""
+    from dsr.body import build_body_model
+
+    cache = {}
+
+    def body_of(g):
+        if g not in cache:
+            cache[g] = build_body_model(SMPL_DIR, g)
+        return cache[g]
+
+    return body_of
+
+
+def eval_cfg(ds: str, root: str, npz_dir: str, logdir: str):
+    """The protocol tests' config (tests/protocol_cases.make_cfg) reading ``ds`` from a
+    fabricated tree: ``root`` holds the images, ``npz_dir`` the converter's npz files."""
+    from protocol_cases import make_cfg
+
+    cfg = make_cfg(ds, True, logdir)
+    cfg.PATHS.DATASET_NPZ_PATH = npz_dir
+    cfg.PATHS.DATASET_FOLDERS[ds] = root
+    return cfg
+
+
+def evaluate(ds: str, root: str, npz_dir: str, logdir: str, batch_size: int):
+    """Test ``ds`` end to end on CPU (no workers, no logger); returns (module, results dict of
+    ``<logdir>/evaluation_results_<ds>.pkl``)."""
+    from dsr.lightning_module import DSRModule
+    from dsr.runner import build_trainer
+
+    cfg = eval_cfg(ds, root, npz_dir, logdir)
+    cfg.RUN_TEST = True
+    cfg.PL_LOGGING = False
+    cfg.DATASET.BATCH_SIZE = batch_size
+    cfg.DATASET.NUM_WORKERS = 0
+    cfg.DATASET.PIN_MEMORY = False
+    cfg.TRAINER.ACCELERATOR = "cpu"
+    cfg.TESTING.LOG_FREQ_TB_IMAGES = 0
+    module = DSRModule(cfg)
+    build_trainer(cfg).test(module)
+    with open(os.path.join(logdir, f"evaluation_results_{ds}.pkl"), "rb") as f:
+        return module, pickle.load(f)

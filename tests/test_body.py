@@ -190,6 +190,26 @@ def test_npz_with_pickled_sparse_member(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_npz_that_is_not_an_archive_or_has_a_bad_member(tmp_path):
+    """dsr.safe_pickle.load_npz reads the archive; the SMPL reader's error type and hint stay."""
+    import zipfile
+
+    from dsr.body.smpl_io import SMPL_SOURCE_HINT
+
+    bad = tmp_path / "SMPL_NEUTRAL.npz"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(BodyModelError) as e:
+        load_smpl_data(str(bad))
+    assert str(e.value).startswith(f"{bad}: not a valid .npz archive (")
+    assert str(e.value).endswith(f"). {SMPL_SOURCE_HINT}") and str(e.value).count(SMPL_SOURCE_HINT) == 1
+    with zipfile.ZipFile(tmp_path / "SMPL_MALE.npz", "w") as z:
+        z.writestr("v_template.npy", b"\x93NUMPY garbage")
+    with pytest.raises(BodyModelError) as e:
+        load_smpl_data(str(tmp_path / "SMPL_MALE.npz"))
+    assert str(e.value).startswith(f"{tmp_path / 'SMPL_MALE.npz'}: member 'v_template' is not a .npy array (")
+    assert str(e.value).count(SMPL_SOURCE_HINT) == 1
+
+
 class _Evil:
     def __init__(self, target):
         self.target = target

@@ -147,13 +147,7 @@ def test_jitter_joins_the_good_frames_across_a_gap():
 
 
 def _protocol():
-    bodies = {}
-
-    def body_of(g):
-        if g not in bodies:
-            bodies[g] = build_body_model(fx.SMPL_DIR, g)
-        return bodies[g]
-
+    body_of = fx.body_cache()
     return E.EmdbProtocol("emdb-1", body_of), body_of
 
 
@@ -179,26 +173,8 @@ def test_gender_choice_ground_truth_uses_the_sequence_gender():
 
 
 def test_emdb1_evaluation_end_to_end(tree, tmp_path):
-    from protocol_cases import make_cfg
-
-    from dsr.lightning_module import DSRModule
-    from dsr.runner import build_trainer
-
     root, out, _, d = tree
-    cfg = make_cfg("emdb-1", True, str(tmp_path / "exp" / "run"))
-    cfg.PATHS.DATASET_NPZ_PATH = str(out / "dataset_extras")
-    cfg.PATHS.DATASET_FOLDERS["emdb-1"] = str(root)
-    cfg.RUN_TEST = True
-    cfg.PL_LOGGING = False
-    cfg.DATASET.BATCH_SIZE = 4
-    cfg.DATASET.NUM_WORKERS = 0
-    cfg.DATASET.PIN_MEMORY = False
-    cfg.TRAINER.ACCELERATOR = "cpu"
-    cfg.TESTING.LOG_FREQ_TB_IMAGES = 0
-    module = DSRModule(cfg)
-    build_trainer(cfg).test(module)
-    with open(tmp_path / "exp" / "run" / "evaluation_results_emdb-1.pkl", "rb") as f:
-        dump = pickle.load(f)
+    module, dump = fx.evaluate("emdb-1", str(root), str(out / "dataset_extras"), str(tmp_path / "exp" / "run"), 4)
     n = len(d["imgname"])
     assert dump["mpjpe"].shape == (n, 24) and dump["pampjpe"].shape == (n, 24)
     for k in ("v2v", "mpjae", "pampjae", "sequence"):

@@ -24,9 +24,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benchmarks"))
 
 from _reference_loader import ReferenceDataset, reference_crop_cv2  # noqa: E402
-from loader_fixtures import make_loader_dataset  # noqa: E402
+from loader_fixtures import loader_cfg, make_loader_dataset  # noqa: E402
 
-from dsr.config import get_cfg_defaults  # noqa: E402
 from dsr.constants import GRAPHONOMY_PALETTE  # noqa: E402
 from dsr.data import BaseDataset  # noqa: E402
 from dsr.data.frame_io import FrameReadError, read_mask  # noqa: E402
@@ -54,14 +53,7 @@ def sets(tmp_path_factory):
 
 
 def _cfg(root, loss="DistM", nearest=False, swap=False):
-    cfg = get_cfg_defaults()
-    cfg.METHOD = "dsr"
-    cfg.DSR.DSR_MC_LOSS_TYPE = loss
-    cfg.DSR.MASK_WARP_NEAREST = nearest
-    cfg.DSR.FLIP_SWAP_LR_MASKS = swap
-    cfg.PATHS.DATASET_NPZ_PATH = root
-    cfg.PATHS.DATASET_FOLDERS["h36m"] = root
-    cfg.PATHS.TRAIN_FILES["h36m"] = "train.npz"
+    cfg = loader_cfg(root, loss, nearest, swap)
     cfg.DATASET.MAX_MISSING_MASK_FRACTION = 0.5
     return cfg
 
@@ -132,16 +124,23 @@ def test_slow_set_has_at_least_200_items():
 
 
 # ----------------------------------------------------------------------------- crop_region_cv2
-@pytest.mark.parametrize("nearest", [False, True])
-def test_crop_region_equals_whole_frame_crop(nearest):
-    rng = np.random.default_rng(3)
-    img = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+def _frame_fill_buffer(rng, h, w):
+    """A random (h, w, 3) uint8 frame, the ``fill`` callback crop_region_cv2 reads it through,
+    and a NaN-poisoned scratch buffer."""
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     buf = ScratchBuffer()
     buf.poison = True
 
     def fill(dst, x0, y0, x1, y1):
         dst[...] = img[y0:y1, x0:x1]
 
+    return img, fill, buf
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+def test_crop_region_equals_whole_frame_crop(nearest):
+    rng = np.random.default_rng(3)
+    img, fill, buf = _frame_fill_buffer(rng, 300, 420)
     for _ in range(60):
         center = rng.uniform(-150, 570, 2)  # some crops wholly outside the frame
         scale, rot = rng.uniform(0.2, 2.5), rng.uniform(-90, 90) * (rng.uniform() < 0.7)
@@ -158,13 +157,7 @@ def test_poison_detects_a_box_one_pixel_too_small(monkeypatch):
     orig = IU.warp_source_box
     monkeypatch.setattr(IU, "warp_source_box", lambda *a, **k: orig(*a, **{**k, "margin": -1}))
     rng = np.random.default_rng(4)
-    img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    buf = ScratchBuffer()
-    buf.poison = True
-
-    def fill(dst, x0, y0, x1, y1):
-        dst[...] = img[y0:y1, x0:x1]
-
+    img, fill, buf = _frame_fill_buffer(rng, 300, 300)
     bad = sum(not np.isfinite(IU.crop_region_cv2(img.shape, fill, (150, 150), rng.uniform(0.5, 1.2), 224,
                                                  rot=rng.uniform(-40, 40), buf=buf)).all() for _ in range(10))
     assert bad > 0

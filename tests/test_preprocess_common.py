@@ -1,11 +1,11 @@
-"""dsr.data.preprocess.common: the box rule, the atomic npz write, the closing table."""
+"""dsr.data.preprocess.common: the box rule, the atomic npz write, the closing table, the pickle reader."""
 import os
 
 import numpy as np
 import pytest
 
-from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, require_dir,
-                                        require_file, save_npz_atomic)
+from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, read_pickle_dict,
+                                        require_dir, require_file, save_npz_atomic)
 
 
 def test_bbox_rule_by_hand():
@@ -40,6 +40,59 @@ def test_save_npz_atomic_failure_keeps_the_old_file(tmp_path):
         save_npz_atomic(str(out), a=Boom())
     np.testing.assert_array_equal(np.load(out)["a"], [0, 1, 2])
     assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_read_pickle_dict_round_trip_and_errors(tmp_path):
+    import pickle
+
+    ok = tmp_path / "ok.pkl"
+    with open(ok, "wb") as f:
+        pickle.dump({"poses": [np.arange(6.0).reshape(2, 3)], "sequence": "s"}, f, protocol=2)
+    d = read_pickle_dict(str(ok), "a test pickle")
+    assert d["sequence"] == "s" and np.array_equal(d["poses"][0], np.arange(6.0).reshape(2, 3))
+    lst = tmp_path / "list.pkl"
+    with open(lst, "wb") as f:
+        pickle.dump([1, 2], f)
+    with pytest.raises(PreprocessError, match=rf"list.pkl: expected a dict \(a test pickle\), got list"):
+        read_pickle_dict(str(lst), "a test pickle")
+    (tmp_path / "cut.pkl").write_bytes(ok.read_bytes()[:20])
+    with pytest.raises(PreprocessError, match=r"cut.pkl: not a readable pickle .*\(a test pickle\)$"):
+        read_pickle_dict(str(tmp_path / "cut.pkl"), "a test pickle")
+    with pytest.raises(PreprocessError, match=r"nothing.pkl: cannot read a test pickle \(FileNotFoundError"):
+        read_pickle_dict(str(tmp_path / "nothing.pkl"), "a test pickle")
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"x": Summary("x")}, f)
+    with pytest.raises(PreprocessError, match=r"evil.pkl: refusing to unpickle class .*Summary.*\(a test pickle\)"):
+        read_pickle_dict(str(evil), "a test pickle")
+
+
+def test_summary_save_records_path_and_rows(tmp_path):
+    s = Summary("x")
+    s.skip("bad", 2)
+    path = str(tmp_path / "out" / "x.npz")
+    assert s.save(path, {"imgname": np.array(["a", "b", "c"]), "scale": np.ones(3)}) is s
+    assert (s.path, s.written, s.skipped["bad"]) == (path, 3, 2)
+    assert np.load(path)["imgname"].tolist() == ["a", "b", "c"]
+
+
+def test_frame_folders_default_and_error(tmp_path):
+    import argparse
+
+    from dsr.data.preprocess.common import add_frame_arguments, frame_folders
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--root")
+    p.add_argument("--out")
+    add_frame_arguments(p, "extract", "frames/")
+    a = p.parse_args(["--root", str(tmp_path), "--out", "o"])
+    assert frame_folders(a, "X") == (str(tmp_path), str(tmp_path), os.path.join("o", "dataset_extras"))
+    assert (a.extract_frames, a.fits) == (False, None)
+    a = p.parse_args(["--root", str(tmp_path), "--out", "o", "--images", "im", "--extract-frames"])
+    assert frame_folders(a, "X")[1] == "im" and a.extract_frames
+    a.root = str(tmp_path / "nothing")
+    with pytest.raises(PreprocessError, match=r"missing X root \(--root\): .*nothing is not a folder"):
+        frame_folders(a, "X")
 
 
 def test_require_names_the_path(tmp_path):

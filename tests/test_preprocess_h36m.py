@@ -15,6 +15,7 @@ import torch
 
 from dsr.data.preprocess.__main__ import build_parser
 from dsr.data.preprocess.common import PreprocessError
+from video_fixtures import matlab_v73, write_frames
 
 cdfwrite = pytest.importorskip("cdflib.cdfwrite")
 
@@ -58,16 +59,13 @@ def decode_frame(img: np.ndarray) -> int:
 
 
 def write_video(path, n, fourcc="mp4v"):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """n frames spelling 0..n-1 (None: 4000 random bytes, an undecodable file)."""
     if n is None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(np.random.default_rng(0).bytes(4000))
         return
-    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 50, (SIZE, SIZE))
-    assert w.isOpened()
-    for k in range(n):
-        w.write(code_frame(k))
-    w.release()
+    write_frames(path, (code_frame(k) for k in range(n)), (SIZE, SIZE), fourcc)
 
 
 def write_cdf(path, pose):
@@ -79,14 +77,6 @@ def write_cdf(path, pose):
     c.write_var({"Variable": "Pose", "Data_Type": cdfwrite.CDF.CDF_DOUBLE, "Num_Elements": 1,
                  "Rec_Vary": True, "Dim_Sizes": list(pose.shape)}, var_data=pose[None])
     c.close()
-
-
-def matlab_v73(path, build):
-    """An HDF5 file with MATLAB's 512-byte user block header; build(f) fills it."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        build(f)
-    with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .")
 
 
 def mask_rect(k: int, i: int) -> tuple[int, int, int, int]:

@@ -15,7 +15,8 @@ import torch
 
 from dsr.data.preprocess.__main__ import build_parser
 from dsr.data.preprocess.common import PreprocessError
-from test_preprocess_h36m import code_frame, decode_frame, matlab_v73
+from test_preprocess_h36m import code_frame, decode_frame
+from video_fixtures import matlab_v73, write_frames
 
 # test-set image size (W, H) per sequence: TS1-4 square, TS5-6 landscape (as 2048^2 / 1920x1080)
 TS_SIZE = {1: (40, 40), 2: (40, 40), 3: (40, 40), 4: (40, 40), 5: (48, 27), 6: (48, 27)}
@@ -110,11 +111,8 @@ def make_tree(root):
                                                             "frames": np.arange(N_ANNOT)[:, None]})
             for c in TRAIN_CAMS:
                 n = VIDEO_FRAMES.get((u, s, c), N_ANNOT)
-                w = cv2.VideoWriter(os.path.join(d, "imageSequence", f"video_{c}.avi"),
-                                    cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
-                for k in range(n):
-                    w.write(code_frame(k))
-                w.release()
+                write_frames(os.path.join(d, "imageSequence", f"video_{c}.avi"), (code_frame(k) for k in range(n)),
+                             (64, 64), "MJPG", fps=25)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,11 @@
 silhouette IoU against hand computations, and ``DATASET.VAL_DS ssp-3d`` end to end."""
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
 
 import emdb_fixtures as fx
-from dsr.body import build_body_model
 from dsr.data.preprocess.__main__ import main as preprocess_main
 from dsr.data.preprocess.ssp3d import center_scale
 from dsr.evaluation.metrics import silhouette_counts
@@ -82,17 +79,6 @@ def test_pooled_vs_mean_iou_on_two_hand_made_silhouettes():
     assert s["iou_mean"] == pytest.approx((1 / 3 + 1) / 2)
 
 
-def _bodies():
-    cache = {}
-
-    def body_of(g):
-        if g not in cache:
-            cache[g] = build_body_model(fx.SMPL_DIR, g)
-        return cache[g]
-
-    return body_of
-
-
 def _tpose(body, betas):
     out = body(torch.eye(3).expand(1, 1, 3, 3), torch.eye(3).expand(1, 23, 3, 3), torch.from_numpy(betas[None]).float())
     return out.vertices[0].double().numpy()
@@ -103,7 +89,7 @@ def test_pve_t_sc_gender_choice_and_scale_correction():
     to its RMS radius (hand-written here with numpy)."""
     from dsr.evaluation.ssp3d import pve_t_sc
 
-    body_of = _bodies()
+    body_of = fx.body_cache()
     rng = np.random.default_rng(2)
     gt_b, pr_b = rng.normal(size=(2, 10)), rng.normal(size=(2, 10))
 
@@ -123,26 +109,8 @@ def test_pve_t_sc_gender_choice_and_scale_correction():
 
 
 def test_ssp3d_evaluation_end_to_end(tree, tmp_path):
-    from protocol_cases import make_cfg
-
-    from dsr.lightning_module import DSRModule
-    from dsr.runner import build_trainer
-
     root, out, _, d = tree
-    cfg = make_cfg("ssp-3d", True, str(tmp_path / "exp" / "run"))
-    cfg.PATHS.DATASET_NPZ_PATH = str(out / "dataset_extras")
-    cfg.PATHS.DATASET_FOLDERS["ssp-3d"] = str(root)
-    cfg.RUN_TEST = True
-    cfg.PL_LOGGING = False
-    cfg.DATASET.BATCH_SIZE = 2
-    cfg.DATASET.NUM_WORKERS = 0
-    cfg.DATASET.PIN_MEMORY = False
-    cfg.TRAINER.ACCELERATOR = "cpu"
-    cfg.TESTING.LOG_FREQ_TB_IMAGES = 0
-    module = DSRModule(cfg)
-    build_trainer(cfg).test(module)
-    with open(tmp_path / "exp" / "run" / "evaluation_results_ssp-3d.pkl", "rb") as f:
-        dump = pickle.load(f)
+    module, dump = fx.evaluate("ssp-3d", str(root), str(out / "dataset_extras"), str(tmp_path / "exp" / "run"), 2)
     n = len(d["imgname"])
     for k in ("pve_t_sc", "iou", "tp", "fp", "fn"):
         assert dump[k].shape == (n,)
@@ -161,7 +129,7 @@ def test_silhouette_of_the_gpu_rasterizer_matches_the_cpu_one():
     from dsr.geometry import batch_rodrigues
     from dsr.rendering.semantic_renderer import rasterize
 
-    body = _bodies()("neutral")
+    body = fx.body_cache()("neutral")
     rng = np.random.default_rng(5)
     pose = rng.normal(scale=0.2, size=(2, 72))
     pose[:, :3] = [np.pi, 0, 0]

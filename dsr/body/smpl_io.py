@@ -20,16 +20,14 @@ SMPL is obtained.
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import zipfile
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 
-from dsr.safe_pickle import RestrictedUnpickler
+from dsr.safe_pickle import RestrictedUnpickler, UnsafePickleError, load_npz
 
 __all__ = ["BodyModelError", "load_smpl_data", "find_model_file", "normalise_gender", "SMPL_SOURCE_HINT"]
 
@@ -148,35 +146,18 @@ def _load_pkl(path: str) -> dict:
 
 
 def _load_npz(path: str) -> dict:
-    """Read an .npz member by member; object members go through the restricted unpickler."""
-    out = {}
+    """Read an .npz member by member (dsr.safe_pickle.load_npz); object members go through the
+    SMPL unpickler and lose their chumpy arrays; a 0-d object array becomes its item."""
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BodyModelError(f"{path}: not a valid .npz archive ({e}). {SMPL_SOURCE_HINT}") from e
-    with zf:
-        for member in zf.namelist():
-            if not member.endswith(".npy"):
-                continue
-            key = member[: -len(".npy")]
-            with zf.open(member) as fm:
-                buf = io.BytesIO(fm.read())
-            try:
-                version = np.lib.format.read_magic(buf)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
-            except ValueError as e:
-                raise BodyModelError(f"{path}: member '{key}' is not a .npy array ({e}). {SMPL_SOURCE_HINT}") from e
-            if dtype.hasobject:
-                obj = _dechumpy(_restricted_load(buf, path), path, key)
-                if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
-                    obj = obj.item()
-                out[key] = _dechumpy(obj, path, key)
-            else:
-                buf.seek(0)
-                out[key] = np.lib.format.read_array(buf, allow_pickle=False)
+        data = load_npz(path, unpickle=lambda fileobj, _name: _restricted_load(fileobj, path))
+    except UnsafePickleError as e:  # the archive or a member header (an object member raises BodyModelError)
+        raise BodyModelError(f"{e}. {SMPL_SOURCE_HINT}") from e
+    out = {}
+    for key, obj in data.items():
+        obj = _dechumpy(obj, path, key)
+        if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
+            obj = obj.item()
+        out[key] = _dechumpy(obj, path, key)
     return out
 
 

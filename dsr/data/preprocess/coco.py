@@ -45,7 +45,7 @@ import os
 import numpy as np
 
 from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, require_dir,
-                                        require_file, save_npz_atomic)
+                                        require_file)
 
 SCALE_FACTOR = 1.2
 OUT_NAME = "coco_2014_train.npz"
@@ -285,6 +285,4 @@ def run(args) -> list[Summary]:
         arrays["has_smpl"] = has
     if args.zero_S:
         arrays["S"] = np.zeros((n, 24, 4))
-    s.path = save_npz_atomic(os.path.join(args.out, "dataset_extras", OUT_NAME), **arrays)
-    s.written = n
-    return [s]
+    return [s.save(os.path.join(args.out, "dataset_extras", OUT_NAME), arrays)]

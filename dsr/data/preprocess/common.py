@@ -5,14 +5,19 @@ SPIN-format npz files that :func:`dsr.data.base_dataset.load_spin_npz` reads. Wh
 
 - :class:`PreprocessError`: one clear message naming the file and what is wrong or missing;
 - :func:`require_file` / :func:`require_dir`: input checks that raise it;
+- :func:`read_pickle_dict`: a downloaded pickle that must hold a dict, read without running code
+  (``dsr.safe_pickle``);
 - :func:`bbox_to_center_scale`: SPIN's box → ``center`` / ``scale`` rule;
 - :func:`save_npz_atomic`: write to a temporary file in the same folder, then rename (a killed
   run never leaves a half-written npz under the final name);
-- :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table;
+- :class:`Summary`: rows written and rows skipped with their reasons, printed as a closing table
+  (``Summary.save`` writes a file with :func:`save_npz_atomic` and records it);
 - :func:`progress`: the tqdm progress bar every long loop uses;
 - :func:`worker_pool`: the process pool of ``--workers``;
 - :data:`J17_TO_J24`: where SPIN puts the 17 joints of Human3.6M / MPI-INF-3DHP (in SPIN's
   17-joint order) in the 24-joint ground-truth layout;
+- :func:`add_frame_arguments`: ``--extract-frames``, ``--images`` and ``--fits`` of the video
+  datasets (Human3.6M, MPI-INF-3DHP); :func:`frame_folders`: a run's root, frame and output folders;
 - :func:`load_fits`: SMPL fits (``pose``, ``shape``, ``has_smpl``) given by ``--fits FILE``,
   aligned with the rows written.
 """
@@ -30,11 +35,14 @@ from tqdm import tqdm
 
 __all__ = [
     "J17_TO_J24",
+    "add_frame_arguments",
     "PreprocessError",
     "Summary",
     "bbox_to_center_scale",
+    "frame_folders",
     "load_fits",
     "progress",
+    "read_pickle_dict",
     "require_dir",
     "require_file",
     "save_npz_atomic",
@@ -64,6 +72,23 @@ def require_dir(path: str, what: str) -> str:
     if not os.path.isdir(path):
         raise PreprocessError(f"missing {what}: {path} is not a folder")
     return path
+
+
+def read_pickle_dict(path: str, what: str) -> dict:
+    """The dict in the pickle at ``path`` (numpy arrays and plain containers only, see
+    dsr.safe_pickle); PreprocessError naming the file and ``what`` it should be (e.g. 'a 3DPW
+    sequence pickle') when it is unreadable, names another class or holds no dict."""
+    from dsr.safe_pickle import UnsafePickleError, load_pickle
+
+    try:
+        data = load_pickle(path)
+    except UnsafePickleError as e:
+        raise PreprocessError(f"{e} ({what})") from e
+    except OSError as e:
+        raise PreprocessError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from e
+    if not isinstance(data, dict):
+        raise PreprocessError(f"{path}: expected a dict ({what}), got {type(data).__name__}")
+    return data
 
 
 def bbox_to_center_scale(xmin: float, ymin: float, xmax: float, ymax: float,
@@ -113,6 +138,13 @@ class Summary:
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] += int(n)
 
+    def save(self, path: str, arrays: dict) -> "Summary":
+        """Write ``arrays`` to ``path`` (:func:`save_npz_atomic`); record the path and the rows
+        (``len(arrays['imgname'])``) written. Returns this summary."""
+        self.path = save_npz_atomic(path, **arrays)
+        self.written = len(arrays["imgname"])
+        return self
+
     def table(self) -> str:
         """The closing table: one line for the rows written, one per skip reason."""
         lines = [f"{self.name}: {self.path or '(not written)'}",
@@ -127,6 +159,23 @@ class Summary:
 def progress(iterable: Iterable, desc: str, total: int | None = None, unit: str = "it"):
     """The progress bar of every preprocessing loop (tqdm on stderr)."""
     return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True)
+
+
+def add_frame_arguments(p, extract_help: str, images_receive: str) -> None:
+    """Add ``--extract-frames`` (help ``extract_help``), ``--images`` (the folder receiving
+    ``images_receive``, default ``--root``) and ``--fits`` (see :func:`load_fits`) to parser ``p``."""
+    p.add_argument("--extract-frames", action="store_true", help=extract_help)
+    p.add_argument("--images", default=None, help=f"folder receiving {images_receive} (default: --root)")
+    p.add_argument("--fits", default=None,
+                   help="npz with SMPL fits for the training rows (pose, shape, has_smpl[, imgname])")
+
+
+def frame_folders(args, what: str) -> tuple[str, str, str]:
+    """(root, images, out_dir) of a run with :func:`add_frame_arguments`: ``--root`` (checked to be
+    a folder, ``what`` names it in the error), where frames go (``--images``, default the root) and
+    ``<--out>/dataset_extras``."""
+    root = require_dir(args.root, f"{what} root (--root)")
+    return root, args.images or root, os.path.join(args.out, "dataset_extras")
 
 
 def load_fits(path: str, imgnames: list[str]) -> dict[str, np.ndarray]:

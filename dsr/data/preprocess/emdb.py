@@ -28,10 +28,9 @@ import os
 
 import numpy as np
 
-from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, require_dir,
-                                        save_npz_atomic)
+from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, read_pickle_dict,
+                                        require_dir)
 from dsr.data.preprocess.pw3d import rotate_root
-from dsr.safe_pickle import UnsafePickleError, load_pickle
 
 SCALE_FACTOR = 1.2
 GENDER_CODES = {"male": "m", "female": "f", "neutral": "n"}
@@ -68,14 +67,7 @@ def find_sequences(root: str) -> list[tuple[str, str, str]]:
 
 def load_sequence(path: str) -> dict:
     """Read and check one EMDB ``*_data.pkl``; returns its dict with arrays as float64 / bool."""
-    try:
-        d = load_pickle(path)
-    except UnsafePickleError as e:
-        raise PreprocessError(f"{e} (an EMDB sequence pickle)") from e
-    except OSError as e:
-        raise PreprocessError(f"{path}: cannot read ({e})") from e
-    if not isinstance(d, dict):
-        raise PreprocessError(f"{path}: expected a dict (an EMDB *_data.pkl), got {type(d).__name__}")
+    d = read_pickle_dict(path, "an EMDB sequence pickle")
     missing = [k for k in _KEYS if k not in d]
     if missing:
         raise PreprocessError(f"{path}: no {missing} (has {sorted(d)})")
@@ -167,7 +159,6 @@ def run(args) -> list[Summary]:
     if not rows:
         raise PreprocessError(f"{args.root}: no sequence has {subset} true (is this the EMDB download?)")
     data = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-    summary.path = save_npz_atomic(out_path, **data)
-    summary.written = len(data["imgname"])
+    summary.save(out_path, data)
     summary.name = f"{subset}_test.npz ({n_seq} sequences)"
     return [summary]

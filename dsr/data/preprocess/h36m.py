@@ -48,9 +48,9 @@ from dataclasses import dataclass
 import numpy as np
 from loguru import logger
 
-from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, bbox_to_center_scale,
-                                        load_fits, progress, require_dir, require_file,
-                                        save_npz_atomic, worker_pool)
+from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, add_frame_arguments,
+                                        bbox_to_center_scale, frame_folders, load_fits, progress, require_dir,
+                                        require_file, worker_pool)
 from dsr.data.preprocess.video import VideoJob, extract_videos, read_record
 
 __all__ = ["add_arguments", "run", "read_cdf_pose", "list_sequences", "sequence_rows"]
@@ -71,11 +71,7 @@ OUT_TRAIN = "h36m_train.npz"
 def add_arguments(p) -> None:
     p.add_argument("--split", choices=("all", "valid", "train"), default="all",
                    help="valid = protocols 1 and 2 (S9, S11); train = S1, S5-S8 (default: all)")
-    p.add_argument("--extract-frames", action="store_true",
-                   help="extract the kept frames from the .mp4 videos (resumable)")
-    p.add_argument("--images", default=None, help="folder receiving images/ (default: --root)")
-    p.add_argument("--fits", default=None,
-                   help="npz with SMPL fits for the training rows (pose, shape, has_smpl[, imgname])")
+    add_frame_arguments(p, "extract the kept frames from the .mp4 videos (resumable)", "images/")
     p.add_argument("--fix-frame-offset", action="store_true",
                    help="evaluation images show the annotated frame (SPIN's are one frame late)")
 
@@ -333,9 +329,7 @@ def _write(out_dir, out_name, summary, parts, fits=None):
     data.pop("has_frame")
     if fits:
         data.update(load_fits(fits, [str(n) for n in data["imgname"]]))
-    summary.written = len(data["imgname"])
-    summary.path = save_npz_atomic(os.path.join(out_dir, out_name), **data)
-    return summary
+    return summary.save(os.path.join(out_dir, out_name), data)
 
 
 def _with_frame(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -343,9 +337,7 @@ def _with_frame(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def run(args) -> list[Summary]:
-    root = require_dir(args.root, "Human3.6M root (--root)")
-    images = args.images or root
-    out_dir = os.path.join(args.out, "dataset_extras")
+    root, images, out_dir = frame_folders(args, "Human3.6M")
     summaries = []
     if args.split in ("all", "valid"):
         lag = 0 if args.fix_frame_offset else 1

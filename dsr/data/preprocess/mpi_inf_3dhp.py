@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, bbox_to_center_scale,
-                                        load_fits, progress, require_dir, require_file,
-                                        save_npz_atomic)
+from dsr.data.preprocess.common import (J17_TO_J24, PreprocessError, Summary, add_frame_arguments,
+                                        bbox_to_center_scale, frame_folders, load_fits, progress, require_dir,
+                                        require_file)
 from dsr.data.preprocess.video import VideoJob, extract_videos, header_frame_count, read_record
 
 __all__ = ["add_arguments", "run", "test_rows", "train_plan", "select_train_frames"]
@@ -73,12 +73,8 @@ OUT_TRAIN = "mpi_inf_3dhp_train.npz"
 def add_arguments(p) -> None:
     p.add_argument("--split", choices=("all", "test", "train"), default="all",
                    help="which file(s) to write (default: both)")
-    p.add_argument("--extract-frames", action="store_true",
-                   help="extract the kept training frames from the .avi videos (resumable)")
-    p.add_argument("--images", default=None,
-                   help="folder receiving S*/Seq*/imageFrames/ (default: --root)")
-    p.add_argument("--fits", default=None,
-                   help="npz with SMPL fits for the training rows (pose, shape, has_smpl[, imgname])")
+    add_frame_arguments(p, "extract the kept training frames from the .avi videos (resumable)",
+                        "S*/Seq*/imageFrames/")
 
 
 # ------------------------------------------------------------------------------------ test set
@@ -307,16 +303,12 @@ def _extract(plan, root, images, workers) -> tuple[list[np.ndarray], Summary]:
 
 
 def run(args) -> list[Summary]:
-    root = require_dir(args.root, "MPI-INF-3DHP root (--root)")
-    images = args.images or root
-    out_dir = os.path.join(args.out, "dataset_extras")
+    root, images, out_dir = frame_folders(args, "MPI-INF-3DHP")
     summaries = []
     if args.split in ("all", "test"):
         s = Summary("mpi-inf-3dhp test")
         data = test_rows(root, s)
-        s.written = len(data["imgname"])
-        s.path = save_npz_atomic(os.path.join(out_dir, OUT_TEST), **data)
-        summaries.append(s)
+        summaries.append(s.save(os.path.join(out_dir, OUT_TEST), data))
     if args.split in ("all", "train"):
         plan = train_plan(root)
         if args.extract_frames:
@@ -329,9 +321,7 @@ def run(args) -> list[Summary]:
         data = _train_arrays(plan, root, images, check_images=not args.extract_frames)
         if args.fits:
             data.update(load_fits(args.fits, [str(n) for n in data["imgname"]]))
-        s.written = len(data["imgname"])
-        s.path = save_npz_atomic(os.path.join(out_dir, OUT_TRAIN), **data)
-        summaries.append(s)
+        summaries.append(s.save(os.path.join(out_dir, OUT_TRAIN), data))
     return summaries
 
 

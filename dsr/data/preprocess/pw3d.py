@@ -45,9 +45,8 @@ from collections import Counter
 
 import numpy as np
 
-from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, require_dir,
-                                        save_npz_atomic)
-from dsr.safe_pickle import UnsafePickleError, load_pickle
+from dsr.data.preprocess.common import (PreprocessError, Summary, bbox_to_center_scale, progress, read_pickle_dict,
+                                        require_dir)
 
 SCALE_FACTOR = 1.2
 EVAL_NAME = "3dpw_test_with_mmpose.npz"
@@ -83,14 +82,7 @@ def load_sequence(path: str, with_camera: bool) -> dict:
     [P x 'm'|'f'], ``sequence`` str and, with ``with_camera``, ``trans`` [P x (N, 3)] and
     ``cam_intrinsics`` (3, 3). Raises PreprocessError naming the file and what is wrong.
     """
-    try:  # numpy arrays and plain containers only: a file from the web runs no code
-        data = load_pickle(path)
-    except UnsafePickleError as e:
-        raise PreprocessError(f"{e} (a 3DPW sequence pickle)") from e
-    except OSError as e:
-        raise PreprocessError(f"{path}: not a readable 3DPW sequence pickle ({type(e).__name__}: {e})") from e
-    if not isinstance(data, dict):
-        raise PreprocessError(f"{path}: expected a dict (a 3DPW sequence file), got {type(data).__name__}")
+    data = read_pickle_dict(path, "a 3DPW sequence pickle")  # a file from the web runs no code
     need = _KEYS + (_TRAIN_KEYS if with_camera else ())
     missing = [k for k in need if k not in data]
     if missing:
@@ -322,8 +314,7 @@ def run(args) -> list[Summary]:
         arrays["has_smpl"] = np.ones(len(arrays["imgname"]))
     if len(arrays["imgname"]) == 0:
         raise PreprocessError(f"{folder}: no valid frame in {len(files)} sequence files (nothing to write)")
-    summary.path = save_npz_atomic(out_path, **arrays)
-    summary.written = len(arrays["imgname"])
+    summary.save(out_path, arrays)
     summaries = [summary]
     if args.split == "test" and args.eval_copy != "no":
         summaries.append(_eval_copy(out_dir, arrays, args.eval_copy == "force"))
@@ -338,6 +329,4 @@ def _eval_copy(out_dir: str, arrays: dict, force: bool) -> Summary:
         s.skip(f"kept the existing {EVAL_NAME} (other rows or boxes: the original's?); --eval-copy force "
                "replaces it", len(arrays["imgname"]))
         return s
-    s.path = save_npz_atomic(path, **arrays)
-    s.written = len(arrays["imgname"])
-    return s
+    return s.save(path, arrays)

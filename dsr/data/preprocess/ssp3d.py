@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from dsr.data.preprocess.common import PreprocessError, Summary, progress, require_dir, require_file, save_npz_atomic
+from dsr.data.preprocess.common import PreprocessError, Summary, progress, require_dir, require_file
 from dsr.safe_pickle import UnsafePickleError, load_npz
 
 SCALE_FACTOR = 1.2
@@ -80,6 +80,4 @@ def run(args) -> list[Summary]:
         "pose": labels["poses"].astype(np.float64), "shape": labels["shapes"].astype(np.float64),
         "gender": labels["genders"], "trans_cam": labels["cam_trans"].astype(np.float64),
     }
-    summary.path = save_npz_atomic(os.path.join(args.out, "dataset_extras", OUT_NAME), **data)
-    summary.written = len(data["imgname"])
-    return [summary]
+    return [summary.save(os.path.join(args.out, "dataset_extras", OUT_NAME), data)]
