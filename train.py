@@ -34,13 +34,32 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools")
+
+
+def _check_rows(cfg_yaml: str, samples: int) -> list:
+    """tools/check_data.py's report rows of a config (run in a fresh process, see files_ok)."""
+    sys.path.insert(0, TOOLS)
+    import check_data
+    from dsr.config import config_from_yaml_text
+
+    return check_data.run(config_from_yaml_text(cfg_yaml, "the resolved config"), samples=samples).rows
+
+
 def files_ok(cfg, cfg_path: str, samples: int = 2) -> bool:
     """tools/check_data.py's checks on ``cfg``; False (after printing each problem with where to get
-    the file) when one fails."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
+    the file) when one fails. The checks run in a spawned process: the images and masks they decode
+    with OpenCV must leave no thread-pool state in this process, whose forked DataLoader workers
+    would otherwise hang in their first OpenCV call."""
+    import multiprocessing
+
+    sys.path.insert(0, TOOLS)
     import check_data
 
-    rep = check_data.run(cfg, samples=samples)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        rows = pool.apply(_check_rows, (cfg.dump(), samples))
+    rep = check_data.Report()
+    rep.rows = rows
     if rep.problems:
         check_data.print_problems(rep, cfg_path)
         return False
