@@ -108,7 +108,7 @@ def load_spin_npz(path: str) -> dict:
     the wrong shape, or its keys disagree on the number of samples.
     """
     if not os.path.isfile(path):
-        raise DatasetError(f"dataset file not found: {path} (SPIN-format npz; see README, data preparation)")
+        raise DatasetError(f"dataset file not found: {path} (SPIN-format npz; see docs/data.md)")
     try:
         raw = np.load(path, allow_pickle=False)
         data = {k: raw[k] for k in raw.files if k in NPZ_SHAPES}

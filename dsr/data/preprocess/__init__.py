@@ -2,7 +2,7 @@
 
 Offline steps: nothing in training imports this package. Run
 ``python -m dsr.data.preprocess DATASET --root RAW_DIR --out dsr_data [options]``; see
-``python -m dsr.data.preprocess --help`` and the README's "Real datasets" section.
+``python -m dsr.data.preprocess --help`` and docs/data.md, "Real datasets from their raw downloads".
 
 Each dataset module exposes ``add_arguments(parser)`` (its own options) and ``run(args) ->
 list[Summary]`` (one Summary per npz written).

@@ -29,7 +29,7 @@ is true:
 Output: ``<out>/dataset_extras/3dpw_{test,train,validation}.npz``. ``--split test`` also writes
 the same rows as ``3dpw_test_with_mmpose.npz``, the name the evaluation config reads
 (``PATHS.TEST_FILES['3dpw']``); its boxes come from 3DPW's ``poses2d``, while the original's file
-of that name has boxes from PARE's mmpose keypoints (README, "3DPW", for the crop difference). ``--eval-copy`` decides: ``auto``
+of that name has boxes from PARE's mmpose keypoints (docs/data.md, "3DPW", for the crop difference). ``--eval-copy`` decides: ``auto``
 (default) writes it unless a file of that name with other rows or boxes is there (the original's,
 kept and reported), ``force`` replaces it, ``no`` skips it. ``--workers N`` reads the sequence
 files in N processes (forked from this one where the platform allows, so they share its body
