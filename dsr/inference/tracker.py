@@ -10,6 +10,10 @@ Rules (SORT's, written from its paper; no SORT code):
     ``velocity_momentum`` over earlier ones);
   * cost = 1 - IoU(predicted track box, detection); ``scipy.optimize.linear_sum_assignment``
     finds the assignment of least total cost; a pair is kept only if IoU >= ``iou_threshold``;
+  * what is left (fast motion, a track whose velocity is not known yet, a detection gap) is
+    matched on distance: a track and a detection of similar height (ratio < ``max_height_ratio``,
+    1.3) whose centres lie less than ``max_centre_distance`` (0.5) x the larger height apart,
+    nearest first (Hungarian again);
   * an unmatched detection starts a new track (ids 0, 1, 2, ... in order of birth);
   * a track is *confirmed* (reported) once matched in ``min_hits`` consecutive detection frames,
     or at once within the first ``min_hits`` frames of the video (people present from the start are
@@ -68,12 +72,13 @@ class IoUTracker:
     """See the module docstring."""
 
     def __init__(self, iou_threshold: float = 0.3, min_hits: int = 3, max_age: int = 30,
-                 velocity_momentum: float = 0.5):
+                 velocity_momentum: float = 0.5, max_centre_distance: float = 0.5, max_height_ratio: float = 1.3):
         if min_hits < 1 or max_age < 0 or not 0 <= iou_threshold <= 1:
             raise ValueError(f"IoUTracker: need min_hits >= 1, max_age >= 0, 0 <= iou_threshold <= 1; got "
                              f"{min_hits}, {max_age}, {iou_threshold}")
         self.iou_threshold, self.min_hits, self.max_age = float(iou_threshold), int(min_hits), int(max_age)
         self.momentum = float(velocity_momentum)
+        self.max_centre_distance, self.max_height_ratio = float(max_centre_distance), float(max_height_ratio)
         self.tracks: list[Track] = []
         self.frame = -1
         self.next_id = 0
@@ -102,14 +107,9 @@ class IoUTracker:
             for r, c in zip(rows, cols):
                 if iou[r, c] < self.iou_threshold:
                     continue
-                t = self.tracks[r]
-                obs = _to_cxcywh(boxes[c])
-                v = (obs - t.observed) / t.age  # displacement per frame since the last match
-                t.velocity = v if t.hits <= 1 else self.momentum * v + (1 - self.momentum) * t.velocity
-                t.state, t.observed = obs, obs
-                t.hits += 1
-                t.age = 0
-                ids[c] = t.id
+                self._assign(self.tracks[r], boxes[c])
+                ids[c] = self.tracks[r].id
+        self._match_by_distance(boxes, ids)
         for t in self.tracks:
             if t.age > 0 and not t.confirmed:
                 t.hits = 0  # a tentative track must be matched in consecutive detection frames
@@ -122,6 +122,34 @@ class IoUTracker:
             if t.hits >= self.min_hits or t.born < self.min_hits:
                 t.confirmed = True
         return ids
+
+    def _match_by_distance(self, boxes: np.ndarray, ids: np.ndarray) -> None:
+        """Second pass for what the IoU pass left: a track and a detection of similar height
+        (ratio within 1 / ``max_height_ratio`` .. ``max_height_ratio``) whose centres are less than
+        ``max_centre_distance`` x the larger height apart, least distance first (Hungarian)."""
+        free_t = [t for t in self.tracks if t.id not in set(ids.tolist()) and t.age > 0]
+        free_d = np.nonzero(ids < 0)[0]
+        if not free_t or not len(free_d):
+            return
+        tb = np.stack([t.state for t in free_t])  # (n, 4) cx, cy, w, h
+        db = np.stack([_to_cxcywh(boxes[c]) for c in free_d])
+        hmax = np.maximum(tb[:, None, 3], db[None, :, 3])
+        dist = np.linalg.norm(tb[:, None, :2] - db[None, :, :2], axis=-1) / hmax
+        ratio = np.maximum(tb[:, None, 3] / db[None, :, 3], db[None, :, 3] / tb[:, None, 3])
+        ok = (dist < self.max_centre_distance) & (ratio < self.max_height_ratio)
+        rows, cols = linear_sum_assignment(np.where(ok, dist, 1e6))
+        for r, c in zip(rows, cols):
+            if ok[r, c]:
+                self._assign(free_t[r], boxes[free_d[c]])
+                ids[free_d[c]] = free_t[r].id
+
+    def _assign(self, t: Track, box) -> None:
+        obs = _to_cxcywh(box)
+        v = (obs - t.observed) / t.age  # displacement per frame since the last match
+        t.velocity = v if t.hits <= 1 else self.momentum * v + (1 - self.momentum) * t.velocity
+        t.state, t.observed = obs, obs
+        t.hits += 1
+        t.age = 0
 
     def reported(self, track_or_id) -> bool:
         """Whether a track (or id) is output: confirmed and not deleted."""
