@@ -192,7 +192,7 @@ def parse_args(argv=None):
     from dsr.inference import DETECTORS
     from dsr.inference.one_euro import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--cfg", default=None)
     src = p.add_mutually_exclusive_group(required=True)
