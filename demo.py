@@ -185,7 +185,7 @@ def build_detector(args):
         return None
     from dsr.inference import PersonDetector
 
-    return PersonDetector(args.detector, args.det_weights, args.device, args.det_thresh, args.max_people)
+    return PersonDetector(args.detector, args.det_weights, args.device, args.det_thresh, args.max_people, args.det_size)
 
 
 def parse_args(argv=None):
@@ -214,6 +214,8 @@ def parse_args(argv=None):
     g.add_argument("--det-weights", dest="det_weights", default=None)
     g.add_argument("--det-thresh", dest="det_thresh", type=float, default=0.5)
     g.add_argument("--max-people", dest="max_people", type=int, default=10)
+    g.add_argument("--det-size", dest="det_size", type=int, default=None,
+                   help="shorter side the detector resizes frames to (default: torchvision's, 800)")
     g.add_argument("--det-every", dest="det_every", type=int, default=1,
                    help="video: detect every N-th frame, the tracker predicts the boxes in between")
     g.add_argument("--box-scale", dest="box_scale", type=float, default=1.2)

@@ -50,7 +50,7 @@ class TimedDetector:
         return out
 
 
-def random_detector(name: str):
+def random_detector(name: str, size=None):
     import torch
     import torchvision.models.detection as det
 
@@ -59,7 +59,7 @@ def random_detector(name: str):
     path = os.path.join(tempfile.mkdtemp(), f"{name}.pth")
     torch.manual_seed(0)
     torch.save(getattr(det, DETECTORS[name][0])(weights=None, weights_backbone=None).state_dict(), path)
-    d = PersonDetector(name, path, threshold=0.5)
+    d = PersonDetector(name, path, threshold=0.5, size=size)
     os.remove(path)
     return d
 
@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--det-every", dest="det_every", type=int, nargs="+", default=[1, 5])
     p.add_argument("--detectors", action="store_true")
+    p.add_argument("--det-size", dest="det_size", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--device", default="cpu")
@@ -95,17 +96,17 @@ def main(argv=None) -> int:
 
         frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
         print("\n| detector (random weights, one 640x480 frame) | s / frame (median of 3) |\n|---|---|")
-        for name in DETECTORS:
-            d = random_detector(name)
+        for name, size in [(n, None) for n in DETECTORS] + [("fasterrcnn_mobilenet_v3", 480)]:
+            d = random_detector(name, size)
             d([frame])
             ts = []
             for _ in range(3):
                 t0 = time.perf_counter()
                 d([frame])
                 ts.append(time.perf_counter() - t0)
-            print(f"| {name} | {sorted(ts)[1]:.2f} |")
+            print(f"| {name}{'' if size is None else f' (--det-size {size})'} | {sorted(ts)[1]:.2f} |")
     model = build_regressor(a.backbone, 224, 5000.0).to(a.device)
-    det = random_detector("fasterrcnn_mobilenet_v3")
+    det = random_detector("fasterrcnn_mobilenet_v3", a.det_size)
     rows = []
     for n in a.det_every:
         timed = TimedDetector(det, boxes)
@@ -116,8 +117,8 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         rows.append((n, s, wall))
     print(f"\nload after: {os.getloadavg()}")
-    print(f"\n{a.backbone} regressor + fasterrcnn_mobilenet_v3 detector, {rows[0][1].frames} frames 640x480, "
-          f"{a.threads} threads\n")
+    print(f"\n{a.backbone} regressor + fasterrcnn_mobilenet_v3 detector (det-size {a.det_size or 800}), "
+          f"{rows[0][1].frames} frames 640x480, {a.threads} threads\n")
     print("| det every | frames/s | " + " | ".join(f"{st} s/frame" for st in STAGES) + " | people/frame |")
     print("|---|---|" + "---|" * len(STAGES) + "---|")
     for n, s, wall in rows:
