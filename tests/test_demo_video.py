@@ -215,3 +215,32 @@ def test_demo_bad_inputs_one_line_exit_2(setup, tmp_path, capsys):
                       (str(broken_ckpt), "broken.ckpt: cannot read the checkpoint")]:
         assert demo.main(["--checkpoint", ckpt, "--video", setup["video"], "--outfile_folder", str(tmp_path)]) == 2
         assert msg in _one_error_line(capsys.readouterr().err)
+
+
+def test_demo_det_weights_flag_loads_a_local_detector(setup, tmp_path, monkeypatch):
+    """A random-initialised torchvision detector saved to a file and given by --det-weights: the
+    demo's real loading path, with every download route made to fail."""
+    import urllib.request
+
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
+    def boom(*a, **k):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", boom)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", boom)
+    monkeypatch.setattr(urllib.request, "urlopen", boom)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    torch.manual_seed(0)
+    weights = tmp_path / "det.pth"
+    torch.save(fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).state_dict(), weights)
+    img = os.path.join(REPO, "docs", "demo", "synthetic_3.jpg")
+    rc = demo.main(["--checkpoint", setup["ckpt"], "--cfg", setup["cfg"], "--img", img, "--det-weights", str(weights),
+                    "--det-thresh", "0", "--max-people", "2", "--det-size", "288", "--outfile_folder", str(tmp_path),
+                    "--save_params"])
+    assert rc == 0
+    p = np.load(tmp_path / "synthetic_3.npz")
+    assert len(p["bbox"]) <= 2 and p["track_id"].tolist() == [-1] * len(p["bbox"])
+    area = p["bbox"][:, 2] * p["bbox"][:, 3]
+    assert (np.diff(area) <= 0).all()  # largest first
+    assert cv2.imread(str(tmp_path / "synthetic_3_result.png")).shape == (288, 384, 3)
