@@ -221,3 +221,15 @@ def test_detector_errors_name_the_file(tmp_path, monkeypatch, no_download):
         PersonDetector("fasterrcnn_mobilenet_v3", str(bad))
     with pytest.raises(InputError, match="nowhere.pth: detector weights file not found"):
         PersonDetector("keypointrcnn", str(tmp_path / "nowhere.pth"))
+
+
+def test_keypoint_box_by_the_openpose_rule():
+    from dsr.inference.detector import box_from_keypoints, sort_boxes
+
+    kp = np.array([[0.0, 0.0], [10.0, 20.0], [20.0, 10.0], [100.0, 100.0]])
+    vis = np.array([True, True, True, False])
+    # centre = mean of the visible (10, 10); side = 1.2 x the largest extent (20) = 24
+    np.testing.assert_allclose(box_from_keypoints(kp, vis), [-2.0, -2.0, 24.0, 24.0])
+    assert box_from_keypoints(kp, np.array([True, False, False, False])) is None
+    rows = np.array([[0, 0, 10, 10, 0.9], [0, 0, 30, 5, 0.5], [0, 0, 20, 20, 0.7]], float)
+    np.testing.assert_array_equal(sort_boxes(rows, 2)[:, 4], [0.7, 0.5])  # areas 400, 150 (100 dropped)
