@@ -13,7 +13,8 @@ Rules (SORT's, written from its paper; no SORT code):
   * what is left (fast motion, a track whose velocity is not known yet, a detection gap) is
     matched on distance: a track and a detection of similar height (ratio < ``max_height_ratio``,
     1.3) whose centres lie less than ``max_centre_distance`` (0.5) x the larger height apart,
-    nearest first (Hungarian again);
+    the gate widened by 0.1 x height per frame of gap beyond the first (at most 1.5 x; with
+    ``--det-every`` detections are several frames apart), nearest first (Hungarian again);
   * an unmatched detection starts a new track (ids 0, 1, 2, ... in order of birth);
   * a track is *confirmed* (reported) once matched in ``min_hits`` consecutive detection frames,
     or at once within the first ``min_hits`` frames of the video (people present from the start are
@@ -126,7 +127,8 @@ class IoUTracker:
     def _match_by_distance(self, boxes: np.ndarray, ids: np.ndarray) -> None:
         """Second pass for what the IoU pass left: a track and a detection of similar height
         (ratio within 1 / ``max_height_ratio`` .. ``max_height_ratio``) whose centres are less than
-        ``max_centre_distance`` x the larger height apart, least distance first (Hungarian)."""
+        ``max_centre_distance`` x the larger height apart (+ 0.1 per frame of gap beyond the first,
+        at most 1.5), least distance first (Hungarian)."""
         free_t = [t for t in self.tracks if t.id not in set(ids.tolist()) and t.age > 0]
         free_d = np.nonzero(ids < 0)[0]
         if not free_t or not len(free_d):
@@ -136,7 +138,9 @@ class IoUTracker:
         hmax = np.maximum(tb[:, None, 3], db[None, :, 3])
         dist = np.linalg.norm(tb[:, None, :2] - db[None, :, :2], axis=-1) / hmax
         ratio = np.maximum(tb[:, None, 3] / db[None, :, 3], db[None, :, 3] / tb[:, None, 3])
-        ok = (dist < self.max_centre_distance) & (ratio < self.max_height_ratio)
+        ages = np.array([t.age for t in free_t], np.float64)[:, None]
+        gate = np.minimum(self.max_centre_distance + 0.1 * (ages - 1), 1.5)  # frames apart: people move further
+        ok = (dist < gate) & (ratio < self.max_height_ratio)
         rows, cols = linear_sum_assignment(np.where(ok, dist, 1e6))
         for r, c in zip(rows, cols):
             if ok[r, c]:
