@@ -27,10 +27,12 @@ def person_color(index: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def render_people(image: np.ndarray, vertices, faces, focal_length: float, colors=None, backend: str = "auto"):
-    """-> (overlay (H, W, 3) uint8, person index (H, W) int64, -1 where no mesh)."""
+def render_people(image: np.ndarray, vertices, faces, focal_length: float, colors=None, backend: str = "auto",
+                  device="cpu"):
+    """-> (overlay (H, W, 3) uint8, person index (H, W) int64, -1 where no mesh). ``device``: where
+    to rasterize ('auto' backend: PyTorch3D on CUDA, the window rasterizer on the CPU)."""
     H, W = image.shape[:2]
-    verts = torch.as_tensor(vertices, dtype=torch.float32)
+    verts = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     n = verts.shape[0]
     if n == 0:
         return image.copy(), np.full((H, W), -1, np.int64)

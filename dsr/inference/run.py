@@ -86,7 +86,7 @@ def process_video(model, path: str, out_folder: str, *, boxes=None, detector=Non
                 with timer("render"):
                     img, _ = render_people(fr.image, np.stack([p.vertices + p.cam_t for p in fr.people]) if fr.people
                                            else np.zeros((0, 1, 3)), faces, fr.focal_length,
-                                           colors=_colors(fr.people))
+                                           colors=_colors(fr.people), device=device)
                 with timer("write"):
                     writer.write(img)
             with timer("write"):
@@ -134,7 +134,7 @@ def process_image(model, path: str, out_folder: str, *, boxes=None, detector=Non
     out_png = os.path.join(out_folder, f"{stem}_result.png")
     with timer("render"):
         verts = np.stack([p.vertices + p.cam_t for p in fr.people]) if fr.people else np.zeros((0, 1, 3))
-        overlay, _ = render_people(img, verts, faces, fr.focal_length, colors=_colors(fr.people))
+        overlay, _ = render_people(img, verts, faces, fr.focal_length, colors=_colors(fr.people), device=device)
     summary = RunSummary(outputs=[out_png], frames=1, people=len(fr.people))
     with timer("write"):
         cv2.imwrite(out_png, overlay[:, :, ::-1])
