@@ -1,18 +1,27 @@
 #!/usr/bin/env python
-"""Demo: image(s) -> SMPL-format mesh, rendered as [input crop | overlay | side view] (reference §10).
+"""Demo: photos and videos -> SMPL-format meshes of every person (docs/demo.md; reference §10).
 
-    python demo.py --checkpoint CKPT --img IMG [--bbox BBOX.json | --openpose KP.json] [--outfile_folder O]
+    python demo.py --checkpoint CKPT --img IMG [--boxes B.json] [--outfile_folder O] [--save_params]
+    python demo.py --checkpoint CKPT --video V.mp4 [--boxes B.json] [--smooth] --outfile_folder O
+    python demo.py --checkpoint CKPT --img IMG [--bbox BBOX.json | --openpose KP.json | --detector none]
     python demo.py --checkpoint CKPT --img_folder D [--openpose_folder K] --outfile_folder O
-    options: --cfg FILE (paths of the body model; default: the config stored in a checkpoint made by
-             this project, else configs/dsr_eval.cfg), --save_obj, --save_params, --device cpu|cuda,
-             --batch_size N
 
-Person box: ``--bbox`` json ``{"bbox": [x, y, w, h]}`` -> centre of the box, scale max(w, h)/200;
-``--openpose`` json (first person, keypoints with confidence > 0.2) -> centre = their mean,
-scale = 1.2 * max extent / 200; neither -> the image centre (W // 2, H // 2), scale max(H, W)/200. In folder mode
-the OpenPose file of ``<stem>.<ext>`` is ``<openpose_folder>/<stem>_keypoints.json``.
-Writes ``<stem>_result.png``, and with the flags ``<stem>.obj`` (camera-frame mesh) and
+Every person: a torchvision detector (``--detector``, weights from ``--det-weights`` or
+torchvision's cache, never downloaded) or ``--boxes``; results in one full-image camera,
+rendered together: ``<stem>_result.png`` / ``<stem>_result.mp4``, with ``--save_params``
+``<stem>.npz`` (one row per person per frame, dsr/inference/outputs.py), with ``--save_obj``
+one camera-frame mesh per person (per frame and track for a video, in ``<stem>_obj/``).
+
+The original's single-person mode (``--bbox``, ``--openpose``, ``--openpose_folder`` or
+``--detector none`` on images) is kept as it was: ``--bbox`` json ``{"bbox": [x, y, w, h]}`` ->
+centre of the box, scale max(w, h)/200; ``--openpose`` json (first person, keypoints with
+confidence > 0.2) -> centre = their mean, scale = 1.2 * max extent / 200; neither -> the image
+centre (W // 2, H // 2), scale max(H, W)/200. In folder mode the OpenPose file of
+``<stem>.<ext>`` is ``<openpose_folder>/<stem>_keypoints.json``. Writes ``<stem>_result.png`` =
+[input crop | overlay | side view], and with the flags ``<stem>.obj`` (camera-frame mesh) and
 ``<stem>.npz`` (pose rotmats, betas, cam, cam_t, vertices, center, scale).
+Body-model paths: --cfg, else the config stored in a checkpoint made by this project, else
+configs/dsr_eval.cfg. User errors: one line on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -24,11 +33,9 @@ import sys
 
 import numpy as np
 
+from dsr.inference.errors import InputError as DemoError  # one error type for every demo input
+
 IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-class DemoError(RuntimeError):
-    """A demo input is unusable; the message names the file and the problem."""
 
 
 def bbox_from_json(path: str):
@@ -172,29 +179,147 @@ def run_batch(model, cfg, items, out_folder, save_obj=False, save_params=False, 
     return written
 
 
-def main(argv=None) -> int:
+def build_detector(args):
+    """--detector/--det-weights -> a PersonDetector, or None for --detector none / --boxes."""
+    if args.boxes or args.detector == "none":
+        return None
+    from dsr.inference import PersonDetector
+
+    return PersonDetector(args.detector, args.det_weights, args.device, args.det_thresh, args.max_people, args.det_size)
+
+
+def parse_args(argv=None):
+    from dsr.inference import DETECTORS
+    from dsr.inference.one_euro import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--cfg", default=None)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--img")
     src.add_argument("--img_folder")
+    src.add_argument("--video", help="a video file (anything OpenCV reads); frames are streamed")
     box = p.add_mutually_exclusive_group()
-    box.add_argument("--bbox")
-    box.add_argument("--openpose")
+    box.add_argument("--bbox", help="the original's single-person mode: {\"bbox\": [x, y, w, h]}")
+    box.add_argument("--openpose", help="the original's single-person mode: OpenPose json")
+    box.add_argument("--boxes", help="json: boxes [x, y, w, h(, score)] (image) or one list of boxes per frame (video)")
     p.add_argument("--openpose_folder")
     p.add_argument("--outfile_folder", default=None)
     p.add_argument("--save_obj", action="store_true")
     p.add_argument("--save_params", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=8)
+    g = p.add_argument_group("detection and tracking (docs/demo.md)")
+    g.add_argument("--detector", default="fasterrcnn_mobilenet_v3", choices=[*DETECTORS, "none"])
+    g.add_argument("--det-weights", dest="det_weights", default=None)
+    g.add_argument("--det-thresh", dest="det_thresh", type=float, default=0.5)
+    g.add_argument("--max-people", dest="max_people", type=int, default=10)
+    g.add_argument("--det-size", dest="det_size", type=int, default=None,
+                   help="shorter side the detector resizes frames to (default: torchvision's, 800)")
+    g.add_argument("--det-every", dest="det_every", type=int, default=1,
+                   help="video: detect every N-th frame, the tracker predicts the boxes in between")
+    g.add_argument("--box-scale", dest="box_scale", type=float, default=1.2)
+    g.add_argument("--min-hits", dest="min_hits", type=int, default=3)
+    g.add_argument("--max-age", dest="max_age", type=int, default=30)
+    g.add_argument("--smooth", action="store_true", help="video: One-Euro filter on boxes and parameters")
+    g.add_argument("--min-cutoff", dest="min_cutoff", type=float, default=DEFAULT_MIN_CUTOFF)
+    g.add_argument("--beta", type=float, default=DEFAULT_BETA)
     args = p.parse_args(argv)
+    if args.boxes and args.img_folder:
+        p.error("--boxes goes with --img or --video")
+    if (args.bbox or args.openpose) and not args.img:
+        p.error("--bbox / --openpose go with --img (single-person mode)")
+    for k in ("batch_size", "max_people", "det_every", "min_hits"):
+        if getattr(args, k) < 1:
+            p.error(f"--{k.replace('_', '-')} must be >= 1")
+    return args
 
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     try:
         model, cfg = build_model(args.checkpoint, args.cfg, args.device)
+        if args.video:
+            return run_video(model, args)
+        single = bool(args.bbox or args.openpose or args.openpose_folder) or args.detector == "none"
+        if args.img and not single:
+            return run_image(model, args)
+        if args.img_folder and not single:
+            return run_folder(model, args)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return run_single(model, cfg, args)
+
+
+def run_video(model, args) -> int:
+    from dsr.inference.outputs import load_boxes_json
+    from dsr.inference.run import process_video
+    from dsr.inference.video import VideoReader
+
+    if not args.outfile_folder:
+        raise DemoError("--outfile_folder is required with --video")
+    VideoReader(args.video).cap.release()  # a bad video fails before the detector loads
+    boxes = load_boxes_json(args.boxes, video=True) if args.boxes else None
+    detector = build_detector(args)
+    s = process_video(model, args.video, args.outfile_folder, boxes=boxes, detector=detector, det_every=args.det_every,
+                      smooth=args.smooth, min_cutoff=args.min_cutoff, beta=args.beta, min_hits=args.min_hits,
+                      max_age=args.max_age, batch_size=args.batch_size, box_scale=args.box_scale,
+                      save_params=args.save_params, save_obj=args.save_obj, device=args.device,
+                      boxes_source=args.boxes or "boxes")
+    for path in s.outputs:
+        print(path)
+    print(s.line())
+    return 0
+
+
+def run_image(model, args) -> int:
+    from dsr.inference.outputs import load_boxes_json
+    from dsr.inference.run import process_image
+    from dsr.inference.video import read_image
+
+    read_image(args.img)  # a bad image fails before the detector loads
+    boxes = load_boxes_json(args.boxes, video=False) if args.boxes else None
+    out_folder = args.outfile_folder or os.path.dirname(os.path.abspath(args.img))
+    os.makedirs(out_folder, exist_ok=True)
+    s = process_image(model, args.img, out_folder, boxes=boxes, detector=build_detector(args),
+                      batch_size=args.batch_size, box_scale=args.box_scale, save_params=args.save_params,
+                      save_obj=args.save_obj, device=args.device, boxes_source=args.boxes or "boxes")
+    for path in s.outputs:
+        print(path)
+    print(s.line())
+    return 0
+
+
+def run_folder(model, args) -> int:
+    from tqdm import tqdm
+
+    from dsr.inference.run import process_image
+
+    if not os.path.isdir(args.img_folder):
+        raise DemoError(f"{args.img_folder}: image folder not found")
+    if not args.outfile_folder:
+        raise DemoError("--outfile_folder is required with --img_folder")
+    os.makedirs(args.outfile_folder, exist_ok=True)
+    detector = build_detector(args)
+    images = sorted(f for f in glob.glob(os.path.join(args.img_folder, "*")) if f.lower().endswith(IMG_EXTS))
+    failed, n_ok, people = [], 0, 0
+    for path in tqdm(images, desc="demo", unit="image"):
+        try:
+            s = process_image(model, path, args.outfile_folder, detector=detector, batch_size=args.batch_size,
+                              box_scale=args.box_scale, save_params=args.save_params, save_obj=args.save_obj,
+                              device=args.device)
+            n_ok, people = n_ok + 1, people + s.people
+        except DemoError as e:
+            failed.append(str(e))
+    print(f"{n_ok} result(s) written to {args.outfile_folder} ({people} people); {len(failed)} failed")
+    for msg in failed:
+        print(f"  failed: {msg}", file=sys.stderr)
+    return 0 if n_ok or not images else 1
+
+
+def run_single(model, cfg, args) -> int:
+    """The original's one-person-per-image mode (three-panel picture)."""
     res = int(cfg.DATASET.IMG_RES)
     if args.img:
         out_folder = args.outfile_folder or os.path.dirname(os.path.abspath(args.img))

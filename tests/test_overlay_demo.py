@@ -167,7 +167,7 @@ def test_demo_bad_inputs(checkpoint, tmp_path, capsys):
     cv2.imwrite(str(folder / "a.png"), cv2.imread(img_path))
     (folder / "b.jpg").write_bytes(b"\xff\xd8garbage")
     rc = demo.main(["--checkpoint", ckpt, "--cfg", cfg_file, "--img_folder", str(folder),
-                    "--outfile_folder", str(tmp_path / "o")])
+                    "--outfile_folder", str(tmp_path / "o"), "--detector", "none"])  # the original's mode
     captured = capsys.readouterr()
     assert rc == 0 and os.path.isfile(tmp_path / "o" / "a_result.png")
     assert "1 result(s) written" in captured.out and "b.jpg: cannot decode the image" in captured.err
