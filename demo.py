@@ -34,8 +34,7 @@ import sys
 import numpy as np
 
 from dsr.inference.errors import InputError as DemoError  # one error type for every demo input
-
-IMG_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+from dsr.inference.video import IMG_EXTS, read_image  # read_image: (H, W, 3) uint8 RGB; DemoError if missing or undecodable
 
 
 def bbox_from_json(path: str):
@@ -66,17 +65,6 @@ def bbox_from_openpose(path: str, conf_thresh: float = 0.2, rescale: float = 1.2
         raise DemoError(f"{path}: fewer than 2 keypoints with confidence > {conf_thresh}")
     extent = (valid.max(axis=0) - valid.min(axis=0)).max()
     return valid.mean(axis=0), rescale * extent / 200.0
-
-
-def read_image(path: str) -> np.ndarray:
-    import cv2
-
-    if not os.path.isfile(path):
-        raise DemoError(f"{path}: image not found")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise DemoError(f"{path}: cannot decode the image (unsupported or corrupt file)")
-    return img[:, :, ::-1].copy()  # RGB
 
 
 def prepare(img_path: str, bbox_json=None, openpose_json=None, res: int = 224):
@@ -276,7 +264,6 @@ def run_video(model, args) -> int:
 def run_image(model, args) -> int:
     from dsr.inference.outputs import load_boxes_json
     from dsr.inference.run import process_image
-    from dsr.inference.video import read_image
 
     read_image(args.img)  # a bad image fails before the detector loads
     boxes = load_boxes_json(args.boxes, video=False) if args.boxes else None

@@ -59,3 +59,17 @@ def load_script(relpath: str, name: str = ""):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_body_cfg(backbone: str = "resnet18"):
+    """The default config with every body-model path on the embedded free body and a small backbone."""
+    from dsr.config import get_cfg_defaults
+
+    cfg = get_cfg_defaults()
+    P = cfg.PATHS
+    P.SMPL_MODEL_DIR = os.path.join(FREE_BODY_DIR, "smpl")
+    P.SMPL_MEAN_PARAMS = os.path.join(FREE_BODY_DIR, "smpl_mean_params.npz")
+    P.JOINT_REGRESSOR_TRAIN_EXTRA = os.path.join(FREE_BODY_DIR, "J_regressor_extra.npy")
+    P.JOINT_REGRESSOR_H36M = os.path.join(FREE_BODY_DIR, "J_regressor_h36m.npy")
+    cfg.SPIN.BACKBONE = backbone
+    return cfg

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FREE = os.path.join(REPO, "dsr", "assets", "free_body")
 GOLDEN = os.path.join(REPO, "tests", "data", "protocol_golden.npz")
 B = 5
 CASES = [("3dpw", True), ("3dpw", False), ("synthetic-test", True), ("h36m-p1", True), ("h36m-p2", True),
@@ -30,17 +29,11 @@ CASES = [("3dpw", True), ("3dpw", False), ("synthetic-test", True), ("h36m-p1", 
 
 
 def make_cfg(ds: str, gender_eval: bool, logdir: str):
-    from dsr.config import get_cfg_defaults
+    from conftest import free_body_cfg
 
-    cfg = get_cfg_defaults()
-    P = cfg.PATHS
-    P.SMPL_MODEL_DIR = os.path.join(FREE, "smpl")
-    P.SMPL_MEAN_PARAMS = os.path.join(FREE, "smpl_mean_params.npz")
-    P.JOINT_REGRESSOR_TRAIN_EXTRA = os.path.join(FREE, "J_regressor_extra.npy")
-    P.JOINT_REGRESSOR_H36M = os.path.join(FREE, "J_regressor_h36m.npy")
-    P.SEMANTIC_PRIOR = ""
+    cfg = free_body_cfg("resnet18")
+    cfg.PATHS.SEMANTIC_PRIOR = ""
     cfg.METHOD = "spin"
-    cfg.SPIN.BACKBONE = "resnet18"
     cfg.DATASET.VAL_DS = ds
     cfg.DATASET.GENDER_EVAL = gender_eval
     cfg.TESTING.SAVE_RESULTS = True

@@ -14,29 +14,22 @@ import pytest
 import torch
 
 import demo
+from conftest import free_body_cfg
 from dsr.inference import IoUTracker, TrackSmoother, run_on_frames
 from dsr.inference.crossing_video import evaluate_rows, make_crossing_video
 from dsr.inference.video import VideoReader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FREE = os.path.join(REPO, "dsr", "assets", "free_body")
 T, FPS, W, H = 24, 8.0, 320, 240
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A random resnet18 HMR at 64 px (SPIN-format checkpoint + config) and a 3 s crossing video."""
-    from dsr.config import get_cfg_defaults
     from dsr.models import HMR
 
     d = tmp_path_factory.mktemp("video")
-    cfg = get_cfg_defaults()
-    P = cfg.PATHS
-    P.SMPL_MODEL_DIR = os.path.join(FREE, "smpl")
-    P.SMPL_MEAN_PARAMS = os.path.join(FREE, "smpl_mean_params.npz")
-    P.JOINT_REGRESSOR_TRAIN_EXTRA = os.path.join(FREE, "J_regressor_extra.npy")
-    P.JOINT_REGRESSOR_H36M = os.path.join(FREE, "J_regressor_h36m.npy")
-    cfg.SPIN.BACKBONE = "resnet18"
+    cfg = free_body_cfg("resnet18")
     cfg.DATASET.IMG_RES = 64
     cfg_file = d / "demo.cfg"
     cfg_file.write_text(cfg.dump())

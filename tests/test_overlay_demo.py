@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import demo
+from conftest import free_body_cfg
 from dsr.body import build_body_model
 from dsr.geometry import perspective_projection
 from dsr.rendering.overlay import render_mesh, side_view_vertices
@@ -70,17 +71,10 @@ def test_side_view_is_the_rotated_mesh(body_mesh):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A SPIN-format checkpoint of a resnet18 HMR on the free body, and the config that names it."""
-    from dsr.config import get_cfg_defaults
     from dsr.models import HMR
 
     d = tmp_path_factory.mktemp("demo")
-    cfg = get_cfg_defaults()
-    P = cfg.PATHS
-    P.SMPL_MODEL_DIR = os.path.join(FREE, "smpl")
-    P.SMPL_MEAN_PARAMS = os.path.join(FREE, "smpl_mean_params.npz")
-    P.JOINT_REGRESSOR_TRAIN_EXTRA = os.path.join(FREE, "J_regressor_extra.npy")
-    P.JOINT_REGRESSOR_H36M = os.path.join(FREE, "J_regressor_h36m.npy")
-    cfg.SPIN.BACKBONE = "resnet18"
+    cfg = free_body_cfg("resnet18")
     cfg_file = d / "demo.cfg"
     cfg_file.write_text(cfg.dump())
     torch.manual_seed(0)
