@@ -146,8 +146,8 @@ def test_track_smoother_rotations_and_betas():
 
 
 def test_demo_photo_with_boxes(setup, tmp_path):
-    """A synthetic-dataset frame (no public-domain photograph is installed here: scikit-image is
-    absent) with two boxes: full-frame overlay of the input's size, one npz row per box."""
+    """A synthetic-dataset frame with two boxes (one with a score): full-frame overlay of the
+    input's size, one npz row per box, one obj per person."""
     img = os.path.join(REPO, "docs", "demo", "synthetic_3.jpg")
     boxes = tmp_path / "b.json"
     boxes.write_text(json.dumps([[24.6, 6.4, 162.4, 162.4, 0.8], [200, 40, 100, 200]]))
@@ -237,3 +237,28 @@ def test_demo_det_weights_flag_loads_a_local_detector(setup, tmp_path, monkeypat
     area = p["bbox"][:, 2] * p["bbox"][:, 3]
     assert (np.diff(area) <= 0).all()  # largest first
     assert cv2.imread(str(tmp_path / "synthetic_3_result.png")).shape == (288, 384, 3)
+
+
+def test_demo_public_domain_photo(setup, tmp_path):
+    """A real photograph in the public domain (tests/data/astronaut.jpg: NASA's portrait of Eileen
+    Collins, as scikit-image ships it, 256 x 256) with one box around the person: a full-frame
+    overlay of the photo's size that draws the body inside the box and leaves the far corner as read,
+    and one npz row in the full image's camera (focal = sqrt(W^2 + H^2))."""
+    img = os.path.join(REPO, "tests", "data", "astronaut.jpg")
+    box = [10, 5, 175, 251]
+    boxes = tmp_path / "b.json"
+    boxes.write_text(json.dumps([box]))
+    rc = demo.main(["--checkpoint", setup["ckpt"], "--cfg", setup["cfg"], "--img", img, "--boxes", str(boxes),
+                    "--outfile_folder", str(tmp_path), "--save_params"])
+    assert rc == 0
+    src = cv2.imread(img).astype(int)
+    res = cv2.imread(str(tmp_path / "astronaut_result.png")).astype(int)
+    assert res.shape == src.shape == (256, 256, 3)
+    changed = np.abs(res - src).max(axis=2) > 0
+    x, y, w, h = box
+    assert changed[y:y + h, x:x + w].mean() > 0.02  # the body is drawn over the person
+    assert not changed[:20, 236:].any()  # the top-right corner, outside the box, is the photo as read
+    p = np.load(tmp_path / "astronaut.npz")
+    assert p["pose"].shape == (1, 72) and p["betas"].shape == (1, 10) and p["track_id"].tolist() == [-1]
+    np.testing.assert_allclose(p["bbox"][0], box)
+    np.testing.assert_allclose(p["focal_length"], 256 * np.sqrt(2), rtol=1e-6)
