@@ -233,3 +233,30 @@ def test_keypoint_box_by_the_openpose_rule():
     assert box_from_keypoints(kp, np.array([True, False, False, False])) is None
     rows = np.array([[0, 0, 10, 10, 0.9], [0, 0, 30, 5, 0.5], [0, 0, 20, 20, 0.7]], float)
     np.testing.assert_array_equal(sort_boxes(rows, 2)[:, 4], [0.7, 0.5])  # areas 400, 150 (100 dropped)
+
+
+def test_keypointrcnn_box_gets_the_1_2_factor_once():
+    """keypointrcnn's keypoint box is tight (side = extent); crop_person's box_scale 1.2 then makes
+    the crop 1.2 x the keypoint extent, the OpenPose rule (not 1.2 x 1.2 = 1.44 x)."""
+    from dsr.inference.pipeline import crop_person
+
+    kp = torch.zeros(1, 17, 3)
+    kp[0, :, 0] = torch.linspace(40, 90, 17)  # x extent 50
+    kp[0, :, 1] = torch.linspace(20, 100, 17)  # y extent 80 (the largest)
+    scores = torch.full((1, 17), 1.0)
+    scores[0, 16] = -1.0  # not visible: the visible y extent is 75 (20 .. 95)
+
+    class StubNet:
+        def __call__(self, x):
+            return [dict(labels=torch.tensor([1]), scores=torch.tensor([0.9]), boxes=torch.tensor([[0.0, 0, 10, 10]]),
+                         keypoints=kp, keypoints_scores=scores)]
+
+    det = PersonDetector.__new__(PersonDetector)
+    det.net, det.device, det.threshold, det.max_people = StubNet(), "cpu", 0.5, 10
+    (rows,) = det([np.zeros((120, 160, 3), np.uint8)])
+    assert rows.shape == (1, 5)
+    side = 75.0
+    centre = kp[0, :16, :2].numpy().mean(0)
+    np.testing.assert_allclose(rows[0, :4], [centre[0] - side / 2, centre[1] - side / 2, side, side], rtol=1e-6)
+    _, _, crop_side = crop_person(np.zeros((120, 160, 3), np.uint8), rows[0], 32, box_scale=1.2)
+    assert crop_side == round(1.2 * side)  # 90, not 108

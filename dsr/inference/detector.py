@@ -9,9 +9,10 @@ height, e.g. 480, skips the upscaling and is ~2x cheaper on the CPU).
 
 Names (``DETECTORS``): ``fasterrcnn_mobilenet_v3`` (torchvision
 ``fasterrcnn_mobilenet_v3_large_fpn``), ``fasterrcnn_resnet50`` (``fasterrcnn_resnet50_fpn``),
-``keypointrcnn`` (``keypointrcnn_resnet50_fpn``; its 17 keypoints give the person box by the
-demo's OpenPose rule: centre = mean of the keypoints whose heat-map score is > 0, side = 1.2 x
-their largest extent).
+``keypointrcnn`` (``keypointrcnn_resnet50_fpn``; its 17 keypoints give the person box:
+centre = mean of the keypoints whose heat-map score is > 0, side = their largest extent, a tight
+box like the other detectors' so that the pipeline's ``box_scale`` (1.2) makes the crop 1.2 x the
+extent, the demo's OpenPose rule, applied once).
 
 Weights: ``weights`` (a path), else torchvision's own cache, the file torchvision would download
 (``$TORCH_HOME/hub/checkpoints/<name>-<hash>.pth``, ``TORCH_HOME`` defaulting to
@@ -111,7 +112,7 @@ class PersonDetector:
                 kps = o["keypoints"][keep].cpu().numpy()
                 vis = (o["keypoints_scores"][keep] > 0).cpu().numpy()  # heat-map logit > 0
                 for kp, v, s, b in zip(kps, vis, scores, boxes):
-                    box = box_from_keypoints(kp[:, :2], v)
+                    box = box_from_keypoints(kp[:, :2], v, rescale=1.0)  # tight: box_scale adds the 1.2
                     rows.append((box if box is not None else [b[0], b[1], b[2] - b[0], b[3] - b[1]]) + [s])
             else:
                 rows = [[b[0], b[1], b[2] - b[0], b[3] - b[1], s] for b, s in zip(boxes, scores)]
