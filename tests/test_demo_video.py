@@ -262,3 +262,24 @@ def test_demo_public_domain_photo(setup, tmp_path):
     assert p["pose"].shape == (1, 72) and p["betas"].shape == (1, 10) and p["track_id"].tolist() == [-1]
     np.testing.assert_allclose(p["bbox"][0], box)
     np.testing.assert_allclose(p["focal_length"], 256 * np.sqrt(2), rtol=1e-6)
+
+
+def test_no_detector_crops_the_whole_frame_by_the_original_rule(setup):
+    """--video --detector none: the whole-frame box goes through crop_person (x box_scale), so it is
+    emitted at max(H, W) / box_scale: the crop is the original's, centre (W // 2, H // 2) and scale
+    max(H, W) / 200 (a 640 x 427 frame: centre (320, 213), side 640), for any box_scale."""
+    from dsr import constants
+    from dsr.data.image_utils import crop_cv2
+    from dsr.inference.pipeline import crop_person
+
+    img = np.random.default_rng(0).integers(0, 255, (427, 640, 3), dtype=np.uint8)
+    model = setup["model"]
+    res = int(model.img_res)
+    want = crop_cv2(img, np.array([320, 213]), 640 / 200.0, res).astype(np.float32) / 255.0
+    want = ((want - np.array(constants.IMG_NORM_MEAN, np.float32)) / np.array(constants.IMG_NORM_STD, np.float32))
+    for box_scale in (1.2, 1.0, 1.5):
+        (fr,) = run_on_frames(model, [img], tracker=IoUTracker(min_hits=1), fps=FPS, box_scale=box_scale)
+        (p,) = fr.people
+        assert p.center.tolist() == [320, 213] and p.box_size == 640.0
+        z, _, _ = crop_person(img, p.bbox, res, box_scale)
+        np.testing.assert_array_equal(z, want.transpose(2, 0, 1))

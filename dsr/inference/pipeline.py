@@ -157,7 +157,8 @@ def run_on_frames(model, frames, *, boxes=None, detector=None, tracker=None, smo
                   device="cpu", timer: StageTimer | None = None, boxes_source: str = "boxes"):
     """Yield a :class:`FrameResult` per frame (module docstring). ``boxes``: per frame a list of
     ``[x, y, w, h(, score)]`` (replaces the detector); ``detector``: callable(list of frames) ->
-    list of (N, 5) arrays; neither: the whole frame is one person (the original's rule)."""
+    list of (N, 5) arrays; neither: the whole frame is one person (the original's rule: a box of
+    side max(H, W) / ``box_scale`` about (W // 2, H // 2), so the crop is max(H, W) square)."""
     timer = timer or StageTimer()
     res = int(model.img_res)
     chunk = int(chunk or max(batch_size, 1))
@@ -187,9 +188,9 @@ def run_on_frames(model, frames, *, boxes=None, detector=None, tracker=None, smo
                 for k, d in zip(todo, found):
                     dets[k] = np.asarray(d, np.float64).reshape(-1, 5)
         else:
-            for k, img in enumerate(imgs):  # the original's rule: the whole image, centre (W // 2, H // 2)
+            for k, img in enumerate(imgs):  # the original's rule: centre (W // 2, H // 2), scale max(H, W) / 200
                 h, w = img.shape[:2]
-                s = max(h, w)
+                s = max(h, w) / box_scale  # crop_person multiplies by box_scale: the crop side is max(H, W)
                 dets[k] = np.array([[w // 2 - s / 2.0, h // 2 - s / 2.0, s, s, 1.0]])
         with timer("track"):
             people: list[list[Person]] = []
