@@ -13,7 +13,7 @@ rendered together: ``<stem>_result.png`` / ``<stem>_result.mp4``, with ``--save_
 one camera-frame mesh per person (per frame and track for a video, in ``<stem>_obj/``).
 
 The original's single-person mode (``--bbox``, ``--openpose``, ``--openpose_folder`` or
-``--detector none`` on images) is kept as it was: ``--bbox`` json ``{"bbox": [x, y, w, h]}`` ->
+``--detector none`` on images without ``--boxes``) is kept as it was: ``--bbox`` json ``{"bbox": [x, y, w, h]}`` ->
 centre of the box, scale max(w, h)/200; ``--openpose`` json (first person, keypoints with
 confidence > 0.2) -> centre = their mean, scale = 1.2 * max extent / 200; neither -> the image
 centre (W // 2, H // 2), scale max(H, W)/200. In folder mode the OpenPose file of
@@ -229,7 +229,8 @@ def main(argv=None) -> int:
         model, cfg = build_model(args.checkpoint, args.cfg, args.device)
         if args.video:
             return run_video(model, args)
-        single = bool(args.bbox or args.openpose or args.openpose_folder) or args.detector == "none"
+        # --boxes wins over --detector none (the boxes replace any detector)
+        single = not args.boxes and (bool(args.bbox or args.openpose or args.openpose_folder) or args.detector == "none")
         if args.img and not single:
             return run_image(model, args)
         if args.img_folder and not single:

@@ -283,3 +283,18 @@ def test_no_detector_crops_the_whole_frame_by_the_original_rule(setup):
         assert p.center.tolist() == [320, 213] and p.box_size == 640.0
         z, _, _ = crop_person(img, p.bbox, res, box_scale)
         np.testing.assert_array_equal(z, want.transpose(2, 0, 1))
+
+
+def test_boxes_take_precedence_over_detector_none(setup, tmp_path):
+    """--img X --boxes B.json --detector none: the boxes are used (full-frame overlay, one npz row
+    per box), not the single-person mode's whole-image three-panel picture."""
+    img = os.path.join(REPO, "docs", "demo", "synthetic_3.jpg")
+    boxes = tmp_path / "b.json"
+    boxes.write_text(json.dumps([[24.6, 6.4, 162.4, 162.4], [200, 40, 100, 200]]))
+    rc = demo.main(["--checkpoint", setup["ckpt"], "--cfg", setup["cfg"], "--img", img, "--boxes", str(boxes),
+                    "--detector", "none", "--outfile_folder", str(tmp_path), "--save_params"])
+    assert rc == 0
+    assert cv2.imread(str(tmp_path / "synthetic_3_result.png")).shape == (288, 384, 3)
+    p = np.load(tmp_path / "synthetic_3.npz")
+    assert p["track_id"].tolist() == [-1, -1]
+    np.testing.assert_allclose(p["bbox"], [[24.6, 6.4, 162.4, 162.4], [200, 40, 100, 200]], rtol=1e-6)
