@@ -316,6 +316,12 @@ def test_hrnet_fusion_variant_mismatch_is_an_error_naming_the_variant(toy, tmp_p
     torch.save({"state_dict": {**plain, **head}}, tmp_path / "plain.ckpt")
     with pytest.raises(CheckpointError, match=r"no fusion conv layers.*needs BACKBONE hrnet_w32 or hrnet_w32-interp"):
         load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-conv"), str(tmp_path / "plain.ckpt"))
+    # a file of another architecture (a ResNet-50 HMR) is not called an HRNet of another variant
+    resnet = {f"model.backbone.{k}": v for k, v in make_hmr(toy, "resnet50").backbone.state_dict().items()}
+    torch.save({"state_dict": {**resnet, **head}}, tmp_path / "resnet.ckpt")
+    with pytest.raises(CheckpointError) as err:
+        load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-conv"), str(tmp_path / "resnet.ckpt"))
+    assert "fusion variant" not in str(err.value) and "resnet.ckpt" in str(err.value)
     # the matching variants still load
     assert load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-conv"), str(tmp_path / "conv.ckpt")).missing == []
     assert load_hmr_checkpoint(make_hmr(toy, "hrnet_w32-interp"), str(tmp_path / "plain.ckpt")).missing == []

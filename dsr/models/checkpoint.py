@@ -117,19 +117,22 @@ def read_checkpoint(path: str, allow_unsafe: bool = True) -> tuple[dict, str]:
     return {strip(k): v for k, v in sd.items()}, fmt
 
 
-_FUSION_LAYERS = ("downsample_stage_", "upsample_stage_")
-
-
-def _fusion_variant_error(path: str, keys, backbone: nn.Module) -> str | None:
-    """The error message when a PARE-layout HRNet file's fusion layers differ from the model's."""
-    if not hasattr(backbone, "use_conv"):  # not PoseHRNet
+def _fusion_variant_error(path: str, keys, backbone: nn.Module, own: dict) -> str | None:
+    """The error message when a PARE-layout HRNet file's fusion layers differ from the model's.
+    ``own``: the backbone's state dict. None for a model or a file that is not an HRNet (the shape and
+    architecture checks speak for those)."""
+    fusion = getattr(backbone, "new_keys", None)  # PoseHRNet's fusion layer prefixes
+    if fusion is None:
         return None
 
-    def layers(names):
-        return {p for k in names for p in _FUSION_LAYERS if k.startswith(p) or k.startswith("backbone." + p)}
+    def under(k: str, p: str) -> bool:
+        return k.startswith(p) or k.startswith("backbone." + p)
 
-    in_file = layers(keys)
-    in_model = layers(backbone.state_dict())
+    if not any(under(k, "transition1.") for k in keys):  # not an HRNet file
+        return None
+    file_keys = [k for k in keys if any(under(k, p) for p in fusion)]
+    in_file = {p for k in file_keys for p in fusion if under(k, p)}
+    in_model = {p for k in own for p in fusion if k.startswith(p)}
     if in_file == in_model:
         return None
     name = getattr(backbone, "name", "hrnet")
@@ -140,8 +143,7 @@ def _fusion_variant_error(path: str, keys, backbone: nn.Module) -> str | None:
         needed = "PARE's upsampling fusion (downsample=False, use_conv=True; no BACKBONE name builds it)"
     else:
         needed = f"{base} or {base}-interp (no fusion convs)"
-    n = sum(1 for k in keys if any(k.startswith(p) or k.startswith("backbone." + p) for p in _FUSION_LAYERS))
-    has = f"has {sorted(in_file)} layers ({n} tensors)" if in_file else "has no fusion conv layers"
+    has = f"has {sorted(in_file)} layers ({len(file_keys)} tensors)" if in_file else "has no fusion conv layers"
     return (f"{path}: an HRNet checkpoint of another fusion variant: the file {has}, the model ({name}) "
             f"{'has ' + str(sorted(in_model)) if in_model else 'has none'}; it needs BACKBONE {needed} "
             f"(DSR.BACKBONE / SPIN.BACKBONE)")
@@ -177,7 +179,8 @@ def load_hmr_checkpoint(model: nn.Module, path: str, allow_unsafe: bool = True) 
             bad_shape.append(f"{k}: file {tuple(v.shape)} vs model {tuple(own[target][sub].shape)}")
             continue
         new[target][sub] = v
-    fusion = _fusion_variant_error(path, [k for k in sd if k not in report.ignored], model.backbone)
+    fusion = _fusion_variant_error(path, [k for k in sd if k not in report.ignored], model.backbone,
+                                   own["backbone"])
     if fusion:
         raise CheckpointError(fusion)
     n_model = sum(len(o) for o in own.values())
