@@ -63,8 +63,7 @@ def make_crossing_video(out_dir: str, seconds: float = 10.0, fps: float = 25.0, 
 
     from dsr.body.outfits import sample_outfit
     from dsr.data.pose_sampler import sample_body_pose
-    from dsr.data.synthetic import _face_base_colours, _label_colours, background_texture, load_body_models
-    from dsr.geometry import batch_rodrigues
+    from dsr.data.synthetic import _face_base_colours, _forward, _label_colours, background_texture, load_body_models
     from dsr.rendering import rasterize
 
     W, H = int(size[0]), int(size[1])
@@ -96,9 +95,8 @@ def make_crossing_video(out_dir: str, seconds: float = 10.0, fps: float = 25.0, 
             pose[t, k] = p
             x = direction[k] * half_width[k] * (2 * a - 1)
             cam_t[t, k] = (x, 0.15 + 0.03 * math.sin(4 * math.pi * t / fps), depth[k])
-    rot = batch_rodrigues(torch.from_numpy(pose.reshape(-1, 3))).reshape(T * 2, 24, 3, 3)
-    out = body(global_orient=rot[:, :1], body_pose=rot[:, 1:],
-               betas=torch.from_numpy(np.repeat(betas[None], T, 0).reshape(T * 2, 10)))
+    flat = pose.reshape(T * 2, 72)
+    out = _forward(body, flat[:, :3], flat[:, 3:], np.repeat(betas[None], T, 0).reshape(T * 2, 10))
     verts = out.vertices.numpy().reshape(T, 2, V, 3) + cam_t[:, :, None]
     boxes = person_boxes(verts, f, W, H)  # (T, 2, 4)
     os.makedirs(out_dir, exist_ok=True)
@@ -191,15 +189,12 @@ def evaluate_rows(rows: dict, truth: dict, body) -> dict:
 @torch.no_grad()
 def _verts_joints(body, pose, betas, chunk: int = 256):
     """(N, 72) axis-angle, (N, 10) -> vertices (N, V, 3), the 24 SMPL joints (N, 24, 3) (J_regressor)."""
-    from dsr.geometry import batch_rodrigues
+    from dsr.data.synthetic import _forward
 
     vs = []
     for i in range(0, len(pose), chunk):
-        p = torch.as_tensor(np.asarray(pose[i:i + chunk]), dtype=torch.float32)
-        rot = batch_rodrigues(p.reshape(-1, 3)).reshape(len(p), 24, 3, 3)
-        out = body(global_orient=rot[:, :1], body_pose=rot[:, 1:],
-                   betas=torch.as_tensor(np.asarray(betas[i:i + chunk]), dtype=torch.float32))
-        vs.append(out.vertices)
+        p = np.asarray(pose[i:i + chunk])
+        vs.append(_forward(body, p[:, :3], p[:, 3:], np.asarray(betas[i:i + chunk])).vertices)
     v = torch.cat(vs)
     jreg = body.smpl.J_regressor.to(v)
     return v.numpy(), torch.einsum("jv,nvk->njk", jreg, v).numpy()
