@@ -155,6 +155,8 @@ def evaluate_rows(rows: dict, truth: dict, body) -> dict:
     pelvis-aligned PVE (mm; the SMPL pelvis, joint 0 of the 24) and the joint jitter (mean
     |acceleration| of the 24 pelvis-aligned joints, mm / frame^2) of the predictions, with the
     truth's own jitter beside it. ``body``: the neutral BodyModel both were made with."""
+    from dsr.evaluation.metrics import pve
+
     from .tracker import count_id_switches
 
     who = match_rows_to_truth(rows, truth)
@@ -162,7 +164,7 @@ def evaluate_rows(rows: dict, truth: dict, body) -> dict:
     switches = count_id_switches([rows["track_id"][rows["frame"] == t] for t in frames],
                                  [who[rows["frame"] == t] for t in frames])
 
-    def jitter(j):  # (T, J, 3) metres -> mm / frame^2
+    def accel_mm(j):  # (T, J, 3) metres -> mean |acceleration|, mm / frame^2 (not metrics.jitter's jerk)
         return float(np.linalg.norm(j[2:] - 2 * j[1:-1] + j[:-2], axis=-1).mean() * 1000) if len(j) > 2 else float("nan")
 
     res = {"id_switches": int(switches), "rows": int(len(who)), "unmatched_rows": int((who < 0).sum())}
@@ -177,9 +179,9 @@ def evaluate_rows(rows: dict, truth: dict, body) -> dict:
         gv, gj = _verts_joints(body, truth["pose"][t, k], np.repeat(truth["betas"][k][None], len(t), 0))
         pv, gv = pv - pj[:, :1], gv - gj[:, :1]
         pj, gj = pj - pj[:, :1], gj - gj[:, :1]
-        pves.append(np.linalg.norm(pv - gv, axis=-1).mean(1) * 1000)
-        jits.append(jitter(pj))
-        jits_gt.append(jitter(gj))
+        pves.append(pve(pv, gv) * 1000)
+        jits.append(accel_mm(pj))
+        jits_gt.append(accel_mm(gj))
     res["pve_mm"] = float(np.concatenate(pves).mean()) if pves else float("nan")
     res["jitter_mm"] = float(np.mean(jits)) if jits else float("nan")
     res["truth_jitter_mm"] = float(np.mean(jits_gt)) if jits_gt else float("nan")
