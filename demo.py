@@ -34,6 +34,7 @@ import sys
 import numpy as np
 
 from dsr.inference.errors import InputError as DemoError  # one error type for every demo input
+from dsr.inference.outputs import write_obj
 from dsr.inference.video import IMG_EXTS, read_image  # read_image: (H, W, 3) uint8 RGB; DemoError if missing or undecodable
 
 
@@ -124,12 +125,6 @@ def build_model(checkpoint: str, cfg_file: str | None, device: str):
     except CheckpointError as e:
         raise DemoError(str(e)) from None
     return model.to(device).eval(), cfg
-
-
-def write_obj(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
-    with open(path, "w") as f:
-        f.writelines(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in vertices)
-        f.writelines(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
 
 
 def run_batch(model, cfg, items, out_folder, save_obj=False, save_params=False, device="cpu"):
