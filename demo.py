@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from dsr.inference.detector import box_from_keypoints
 from dsr.inference.errors import InputError as DemoError  # one error type for every demo input
 from dsr.inference.outputs import write_obj
 from dsr.inference.video import IMG_EXTS, read_image  # read_image: (H, W, 3) uint8 RGB; DemoError if missing or undecodable
@@ -61,11 +62,11 @@ def bbox_from_openpose(path: str, conf_thresh: float = 0.2, rescale: float = 1.2
         raise DemoError(f"{path}: OpenPose file not found") from None
     except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as e:
         raise DemoError(f"{path}: malformed OpenPose json, expected people[0].pose_keypoints_2d ({e})") from None
-    valid = kp[kp[:, 2] > conf_thresh, :2]
-    if len(valid) < 2:
+    box = box_from_keypoints(kp[:, :2], kp[:, 2] > conf_thresh, rescale)  # the OpenPose rule
+    if box is None:
         raise DemoError(f"{path}: fewer than 2 keypoints with confidence > {conf_thresh}")
-    extent = (valid.max(axis=0) - valid.min(axis=0)).max()
-    return valid.mean(axis=0), rescale * extent / 200.0
+    x, y, side, _ = box
+    return np.array([x + side / 2.0, y + side / 2.0]), side / 200.0
 
 
 def prepare(img_path: str, bbox_json=None, openpose_json=None, res: int = 224):
