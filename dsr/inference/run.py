@@ -117,7 +117,7 @@ def process_video(model, path: str, out_folder: str, *, boxes=None, detector=Non
 def _colors(people):
     from .render import person_color
 
-    return [person_color(max(p.track_id, 0) if p.track_id >= 0 else k) for k, p in enumerate(people)]
+    return [person_color(p.track_id if p.track_id >= 0 else k) for k, p in enumerate(people)]
 
 
 def process_image(model, path: str, out_folder: str, *, boxes=None, detector=None, batch_size: int = 8,
