@@ -129,7 +129,8 @@ class IoUTracker:
         (ratio within 1 / ``max_height_ratio`` .. ``max_height_ratio``) whose centres are less than
         ``max_centre_distance`` x the larger height apart (+ 0.1 per frame of gap beyond the first,
         at most 1.5), least distance first (Hungarian)."""
-        free_t = [t for t in self.tracks if t.id not in set(ids.tolist()) and t.age > 0]
+        taken = set(ids.tolist())
+        free_t = [t for t in self.tracks if t.id not in taken and t.age > 0]
         free_d = np.nonzero(ids < 0)[0]
         if not free_t or not len(free_d):
             return
