@@ -17,7 +17,8 @@ import torch
 
 from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD
 from dsr.data import graphonomy as G
-from dsr.data.base_dataset import BaseDataset, DatasetError, _truncated_jpeg
+from dsr.data.base_dataset import BaseDataset, DatasetError
+from dsr.data.frame_io import truncated_jpeg as _truncated_jpeg
 from dsr.data.image_utils import (
     flip_img,
     gen_trans_from_patch_cv,

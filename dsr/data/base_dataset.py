@@ -46,7 +46,6 @@ from torch.utils.data import Dataset
 from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD
 from dsr.data import graphonomy as G
 from dsr.data.frame_io import FrameReadError, read_mask, truncated_jpeg
-from dsr.data.frame_io import truncated_jpeg as _truncated_jpeg  # noqa: F401 - imported from here elsewhere
 from dsr.data.image_utils import (
     ScratchBuffer,
     crop_region_cv2,

@@ -34,10 +34,11 @@ def truncated_jpeg(data: bytes) -> bool:
     """True for the bytes of a JPEG file cut short: libjpeg (so cv2) decodes such a file without an
     error, filling the missing rows with grey. A complete JPEG has an EOI marker (FF D9) after the
     start of its last scan (FF DA); entropy-coded data cannot hold either byte pair (FF is stuffed
-    as FF 00)."""
+    as FF 00). "A scan starts after the last EOI" is searched forward from that EOI (the last scan
+    start sits near the front of the file: searching backwards for it reads the whole file)."""
     if data[:2] != b"\xff\xd8":  # not a JPEG: other decoders fail on truncation themselves
         return False
-    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    return data.find(b"\xff\xda", data.rfind(b"\xff\xd9") + 1) != -1
 
 
 class MaskPixels:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from dsr.constants import GRAPHONOMY_PALETTE
-from dsr.data.base_dataset import _truncated_jpeg
+from dsr.data.frame_io import truncated_jpeg
 
 __all__ = ["ImageReadError", "read_image_rgb", "mask_file", "write_mask_png", "person_box", "paste_crops"]
 
@@ -41,7 +41,7 @@ def read_image_rgb(path: str) -> np.ndarray:
         raise ImageReadError("missing")
     with open(path, "rb") as f:
         data = f.read()
-    if _truncated_jpeg(data):
+    if truncated_jpeg(data):
         raise ImageReadError("truncated JPEG (no end-of-image marker after its last scan)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
