@@ -62,6 +62,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from bench_measure import measure  # noqa: E402
 from bench_report import machine_description, setting_section, update_doc  # noqa: E402
+from dsr.reporting import write_json_atomic, write_text_atomic  # noqa: E402
 
 SETTINGS = {
     "quickstart": {},  # the config as given
@@ -148,19 +149,12 @@ def main(argv=None):
                 "period of back-to-back batches (hence no min-max spread)\n\n")
     section = header + "\n".join(sections)
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(dict(device=args.device, command=command, machine=machine_description(
-                args.device, args.threads, args.omp_wait_policy), settings=results), f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json_atomic(args.json, dict(device=args.device, command=command, machine=machine_description(
+            args.device, args.threads, args.omp_wait_policy), settings=results))
     if args.out:
         path = os.path.join(REPO, args.out) if not os.path.isabs(args.out) else args.out
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         old = open(path).read() if os.path.exists(path) else ""
-        new = update_doc(old, "cuda" if cuda else "cpu", section)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(new)
-        os.replace(tmp, path)
+        write_text_atomic(path, update_doc(old, "cuda" if cuda else "cpu", section))
         print(f"\nwritten to {os.path.relpath(path, REPO)}")
     return 0
 

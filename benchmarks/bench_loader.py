@@ -25,7 +25,6 @@ state (after the first batch). Results in docs/benchmarks.md and docs/loader.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -324,8 +323,9 @@ def main(argv=None) -> int:
         results.append({"workers": nw, "items_per_s": ips})
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        from dsr.reporting import write_json_atomic
+
+        write_json_atomic(args.json, results)
     return 0
 
 

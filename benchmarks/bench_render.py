@@ -283,10 +283,10 @@ def main(argv=None):
         _print(res[name])
     print(f"\ndevice={args.device} threads={args.threads} K={args.k} img_res={args.img_res} compile={args.compile}")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(dict(device=args.device, k=args.k, img_res=args.img_res, threads=args.threads,
-                           results=list(res.values())), f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        from dsr.reporting import write_json_atomic
+
+        write_json_atomic(args.json, dict(device=args.device, k=args.k, img_res=args.img_res, threads=args.threads,
+                                          results=list(res.values())))
     failed = [n for n, r in res.items() if "error" in r]
     if args.sweep:
         return 1 if len(failed) == len(res) else 0
