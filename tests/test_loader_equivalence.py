@@ -199,6 +199,7 @@ def test_read_mask_palette_written_by_the_parsing_tool(tmp_path):
     m = read_mask(p)
     assert m.idat is not None  # the raw route
     assert np.array_equal(_full(m), cv2.imread(p, cv2.IMREAD_COLOR))
+    assert m.idat is not None and m.index is None and m.bgr is None  # ... and no fallback on the way
     assert np.array_equal(_full(m), GRAPHONOMY_PALETTE[lab][:, :, ::-1])
 
 

@@ -52,6 +52,7 @@ def test_convert_check_and_rerun(tmp_path, capsys):
     m = read_mask(str(sub / "a.png"))
     assert m.idat is not None  # now the fast route
     assert np.array_equal(m.to_bgr(), colour) and np.array_equal(cv2.imread(str(sub / "a.png")), colour)
+    assert m.idat is not None and m.index is None and m.bgr is None  # read without a fallback decode
     assert np.array_equal(cv2.imread(str(tmp_path / "c.png")), foreign)  # left as it was
 
     os.remove(tmp_path / "c.png")
