@@ -75,11 +75,19 @@ def _compare(a: dict, b: dict, where: str) -> float:
     return diff
 
 
+@pytest.fixture
+def poisoned(monkeypatch):
+    """The process's crop scratch NaN-filled before each warp (outside what each warp was given)."""
+    from dsr.data import base_dataset
+
+    monkeypatch.setattr(base_dataset._SCRATCH, "poison", True)
+
+
 def _run(sets, name, n_items, seed, **cfg_kw):
     root, data = sets[name]
     cfg = _cfg(root, **cfg_kw)
     new, ref = BaseDataset(cfg, "h36m"), ReferenceDataset(cfg, "h36m")
-    new._scratch.poison = True  # NaN outside what each warp was given
+    assert new._scratch.poison  # the tests calling this take the `poisoned` fixture
     rng = np.random.default_rng(seed)
     seen = {"flip": 0, "rot": 0, "missing": 0, "outside": 0}
     h, w = SETS[name][0]
@@ -109,13 +117,13 @@ SLOW = [("p1000", 80, {}), ("c1000", 48, {}), ("p2048", 48, {}), ("c2048", 32, {
 
 
 @pytest.mark.parametrize("name,n,kw", FAST)
-def test_items_identical_to_the_whole_frame_path(sets, name, n, kw):
+def test_items_identical_to_the_whole_frame_path(sets, poisoned, name, n, kw):
     _run(sets, name, n, seed=zlib.crc32(f"{name}-{n}".encode()) % 1000, **kw)  # not hash(): salted per process
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,n,kw", SLOW)
-def test_items_identical_to_the_whole_frame_path_256(sets, name, n, kw):
+def test_items_identical_to_the_whole_frame_path_256(sets, poisoned, name, n, kw):
     _run(sets, name, n, seed=n + 7, **kw)
 
 
@@ -276,14 +284,14 @@ def test_unreadable_palette_stream_named_by_the_dataset(sets, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["p1000", "c2048"])
-def test_evaluation_items_identical(sets, name):
+def test_evaluation_items_identical(sets, poisoned, name):
     """Evaluation items (no augmentation, no DSR targets) through the same crop."""
     root, _ = sets[name]
     cfg = _cfg(root)
     cfg.PATHS.DATASET_FOLDERS["h36m-p1"] = root
     cfg.PATHS.TEST_FILES["h36m-p1"] = "train.npz"
     new, ref = BaseDataset(cfg, "h36m-p1", is_train=False), ReferenceDataset(cfg, "h36m-p1", is_train=False)
-    new._scratch.poison = True
+    assert new._scratch.poison
     assert not new.with_dsr_targets and len(new) == len(ref) > 0
     for i in range(len(new)):
         assert _compare(new[i], ref[i], f"{name} eval item {i}") == 0.0

@@ -151,6 +151,12 @@ def _augment_normalize(bgr: np.ndarray, flip: int, pn: np.ndarray) -> np.ndarray
     return out
 
 
+# The float32 frame-size scratch of crop_region_cv2: one per process, shared by every dataset of the
+# process (a process makes one item at a time; each warp reads only the box it has just filled).
+# Module state, so a forked or spawned DataLoader worker gets its own.
+_SCRATCH = ScratchBuffer()
+
+
 class BaseDataset(Dataset):
     """One SPIN-format dataset (see the module docstring for items and keys).
 
@@ -196,7 +202,6 @@ class BaseDataset(Dataset):
         self.c_min_px = G.min_pixels(G.DSR_C_MIN_PIXELS, cfg.DATASET.IMG_RES, scale_px)
         self.max_missing_mask_fraction = float(cfg.DATASET.MAX_MISSING_MASK_FRACTION)
         self._rng = ProcessRng(rng, salt=())
-        self._scratch = ScratchBuffer()  # float32 frame-size scratch of crop_region_cv2 (per process)
 
         data = load_spin_npz(self.npz_path)
         n = len(data["imgname"])
@@ -275,6 +280,10 @@ class BaseDataset(Dataset):
 
     def _get_rng(self) -> np.random.Generator:
         return self._rng.get()
+
+    @property
+    def _scratch(self) -> ScratchBuffer:
+        return _SCRATCH
 
     def __len__(self) -> int:
         return len(self.imgname)

@@ -147,7 +147,7 @@ def warp_source_box(trans: np.ndarray, size, shape, margin: int = 2, dst_box=Non
 
 
 class ScratchBuffer:
-    """A float32 array reused across items (one per dataset and process), viewed at any shape.
+    """A float32 array reused across items (one per process: base_dataset._SCRATCH), viewed at any shape.
 
     Zero-filled when (re)allocated, so that it only ever holds finite pixel values. ``poison`` (tests)
     fills each view with NaN before use: a warp reading outside the box it was given then shows."""
