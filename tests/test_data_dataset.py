@@ -248,6 +248,22 @@ def test_object_array_npz_and_scale_column(tmp_path):
     assert ds.imgname[2] == "images/im2.png" and ds.scale.shape == (3,)
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo hacked > /dev/null",))
+
+
+def test_object_array_npz_runs_no_code(tmp_path):
+    """An object member that would run code when unpickled is refused with the file named (the
+    object arrays go through dsr.safe_pickle's restricted unpickler, not numpy's pickle)."""
+    cfg = _cfg(tmp_path)
+    data = _write_dataset(cfg.PATHS.DATASET_FOLDERS["synthetic"], str(tmp_path / "synthetic_train.npz"))
+    data["imgname"] = np.array([_RunsCode()] * len(data["imgname"]), dtype=object)
+    np.savez(tmp_path / "synthetic_train.npz", **data)
+    with pytest.raises(DatasetError, match=r"synthetic_train\.npz\[imgname\]: refusing"):
+        BaseDataset(cfg, "synthetic", with_dsr_targets=False)
+
+
 @pytest.mark.parametrize("rot", [0.0, 30.0])
 def test_mask_warp_nearest_keeps_every_boundary_pixel(tmp_path, rot):
     cfg = _cfg(tmp_path)

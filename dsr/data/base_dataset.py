@@ -55,6 +55,7 @@ from dsr.data.image_utils import (
     sample_augmentation,
 )
 from dsr.data.rng import ProcessRng
+from dsr.safe_pickle import UnsafePickleError, load_npz
 
 __all__ = ["BaseDataset", "DatasetError", "load_spin_npz", "dataset_npz_path", "dataset_root"]
 
@@ -111,14 +112,19 @@ def load_spin_npz(path: str) -> dict:
     try:
         raw = np.load(path, allow_pickle=False)
         data = {k: raw[k] for k in raw.files if k in NPZ_SHAPES}
-    except ValueError:  # object arrays (older SPIN/PARE files store some strings that way)
-        raw = np.load(path, allow_pickle=True)
-        data = {k: raw[k] for k in raw.files if k in NPZ_SHAPES}
+        files = raw.files
+    except ValueError:  # object arrays (older SPIN/PARE files store some strings that way): their
+        # members go through the restricted unpickler (numpy arrays and plain containers only)
+        try:
+            raw = load_npz(path)
+        except UnsafePickleError as e:
+            raise DatasetError(str(e)) from e
+        data, files = {k: raw[k] for k in raw if k in NPZ_SHAPES}, list(raw)
     except Exception as e:  # noqa: BLE001 - a corrupt file
         raise DatasetError(f"{path}: cannot read as npz: {e}") from e
     for k in REQUIRED_KEYS:
         if k not in data:
-            raise DatasetError(f"{path}: missing key '{k}' (has {sorted(raw.files)})")
+            raise DatasetError(f"{path}: missing key '{k}' (has {sorted(files)})")
     n = len(data["imgname"])
     for k, v in data.items():
         want = NPZ_SHAPES[k]
