@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from dsr.losses import DSRLoss
 from dsr.models import HMR
 from dsr.visualization import image_grid
 
-__all__ = ["DSRModule", "summarise_eval"]
+__all__ = ["DSRModule"]
 
 
 def _as_cfg(cfg) -> CfgNode:
@@ -363,12 +364,6 @@ def _concat(outs: list[dict[str, Any]]) -> dict[str, Any]:
             for k in outs[0]}
 
 
-def summarise_eval(res: dict[str, Any]) -> dict[str, float]:
-    """Per-sample results of a SPIN-style protocol (numpy, metres) -> mean MPJPE / PA-MPJPE / PVE
-    in mm (+ PCK@150 / AUC in % when present) and ``num_samples`` (:meth:`SpinProtocol.summarise`)."""
-    return SpinProtocol.summarise(res)
-
-
 RESULTS_FIELDS = ["run", "dataset", "protocol", "epoch", "step", "num_samples", *SUMMARY_FIELDS]
 
 
@@ -381,8 +376,6 @@ def append_results_csv(path: str, row: dict) -> None:
             reader = csv.DictReader(f)
             header, rows = reader.fieldnames, list(reader)
         if header != RESULTS_FIELDS:
-            import io
-
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=RESULTS_FIELDS, extrasaction="ignore")
             w.writeheader()
