@@ -40,7 +40,7 @@ S_GT_DATASETS = ("h36m-p1", "h36m-p2", "mpi-inf-3dhp")
 PCK_DATASETS = ("mpi-inf-3dhp",)
 
 __all__ = ["MESH_GT_DATASETS", "S_GT_DATASETS", "PCK_DATASETS", "Protocol", "SpinProtocol", "build_protocol",
-           "protocol_class", "joint_map", "centre_and_select", "gt_from_s", "gt_mesh", "gendered_mesh",
+           "protocol_class", "joint_map", "centre_and_select", "gt_from_s", "gt_mesh", "gendered_mesh", "split_by_gender",
            "SUMMARY_FIELDS"]
 
 # every summary key any protocol reports, in the column order of results.csv
@@ -81,22 +81,27 @@ def gt_mesh(body, pose: torch.Tensor, betas: torch.Tensor):
         return body(global_orient=rotmat[:, :1], body_pose=rotmat[:, 1:], betas=betas.float())
 
 
+def split_by_gender(codes: torch.Tensor, genders: dict[int, str],
+                    error: str = "gender codes {unknown} have no body model (known: {genders})"):
+    """[(mask (B,) bool, gender name)] for each code of ``genders`` present in ``codes`` (B,); a code
+    outside ``genders`` raises ValueError(``error`` formatted with ``unknown`` and ``genders``)."""
+    codes = codes.reshape(-1)
+    unknown = sorted(set(codes.tolist()) - set(genders))
+    if unknown:
+        raise ValueError(error.format(unknown=unknown, genders=genders))
+    return [(codes == code, g) for code, g in genders.items() if (codes == code).any()]
+
+
 def gendered_mesh(body_of: BodyOf, pose, betas, codes: torch.Tensor, genders: dict[int, str]):
     """(vertices (B, V, 3), skeleton joints (B, J, 3)) of each sample's own model: ``codes`` (B,)
     ints, ``genders`` {code: 'male' | 'female' | 'neutral'}; a code outside it is an error."""
-    codes = codes.reshape(-1).to(pose.device)
-    unknown = sorted(set(codes.tolist()) - set(genders))
-    if unknown:
-        raise ValueError(f"gender codes {unknown} have no body model (known: {genders})")
     ref = body_of("neutral")
     verts = torch.empty(pose.shape[0], ref.num_vertices, 3, device=pose.device)
     joints = torch.empty(pose.shape[0], ref.num_joints, 3, device=pose.device)
-    for code, g in genders.items():
-        mask = codes == code
-        if mask.any():
-            out = gt_mesh(body_of(g), pose[mask], betas[mask])
-            verts[mask] = out.vertices
-            joints[mask] = out.smpl_joints
+    for mask, g in split_by_gender(codes.to(pose.device), genders):
+        out = gt_mesh(body_of(g), pose[mask], betas[mask])
+        verts[mask] = out.vertices
+        joints[mask] = out.smpl_joints
     return verts, joints
 
 
@@ -168,13 +173,8 @@ class SpinProtocol(Protocol):
         pose, betas = batch["pose"], batch["betas"]
         if not self.gender_eval or "gender" not in batch:
             return gt_mesh(self.body_of("neutral"), pose, betas).vertices
-        gender = batch["gender"].reshape(-1)
-        male = gender == 0  # the original: male if gender == 0 else female (§6)
-        verts = torch.empty(pose.shape[0], self.body_of("neutral").num_vertices, 3, device=pose.device)
-        for mask, g in ((male, "male"), (~male, "female")):
-            if mask.any():
-                verts[mask] = gt_mesh(self.body_of(g), pose[mask], betas[mask]).vertices
-        return verts
+        female = (batch["gender"] != 0).long()  # the original: male if gender == 0 else female (§6)
+        return gendered_mesh(self.body_of, pose, betas, female, {0: "male", 1: "female"})[0]
 
     @staticmethod
     def summarise(res):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dsr.evaluation import metrics
-from dsr.evaluation.protocols import Protocol
+from dsr.evaluation.protocols import Protocol, split_by_gender
 from dsr.rendering.semantic_renderer import rasterize
 
 __all__ = ["Ssp3dProtocol", "tpose_vertices", "pve_t_sc"]
@@ -50,14 +50,10 @@ class Ssp3dProtocol(Protocol):
 
     def score(self, batch, pred):
         codes = batch["gender"].reshape(-1).to(pred["pred_shape"].device)
-        bad = sorted(set(codes.tolist()) - set(GENDERS))
-        if bad:
-            raise ValueError(f"ssp-3d: gender codes {bad}; SSP-3D labels every person 'm' or 'f'")
         err = torch.empty(codes.shape[0], dtype=torch.float64, device=codes.device)
-        for code, g in GENDERS.items():
-            m = codes == code
-            if m.any():
-                err[m] = pve_t_sc(self.body_of(g), pred["pred_shape"][m], batch["betas"][m].to(codes.device))
+        for m, g in split_by_gender(codes, GENDERS,
+                                    "ssp-3d: gender codes {unknown}; SSP-3D labels every person 'm' or 'f'"):
+            err[m] = pve_t_sc(self.body_of(g), pred["pred_shape"][m], batch["betas"][m].to(codes.device))
         body = self.body_of("neutral")
         raster = rasterize(pred["smpl_vertices"].float(), pred["pred_cam_t"].float(), body.faces, self.img_res,
                            focal_length=self.focal_length)
