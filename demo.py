@@ -71,8 +71,7 @@ def bbox_from_openpose(path: str, conf_thresh: float = 0.2, rescale: float = 1.2
 
 def prepare(img_path: str, bbox_json=None, openpose_json=None, res: int = 224):
     """-> (normalised crop (3,res,res) float32, crop uint8 (res,res,3), center, scale)."""
-    from dsr import constants
-    from dsr.data.image_utils import crop_cv2
+    from dsr.data.image_utils import crop_cv2, normalize_crop
 
     img = read_image(img_path)
     if bbox_json:
@@ -83,9 +82,7 @@ def prepare(img_path: str, bbox_json=None, openpose_json=None, res: int = 224):
         h, w = img.shape[:2]
         center, scale = np.array([w // 2, h // 2]), max(h, w) / 200.0  # integer centre (the original)
     crop = crop_cv2(img, center, scale, res)
-    x = crop.astype(np.float32) / 255.0
-    x = (x - np.array(constants.IMG_NORM_MEAN, np.float32)) / np.array(constants.IMG_NORM_STD, np.float32)
-    return x.transpose(2, 0, 1), crop, center, scale
+    return normalize_crop(crop), crop, center, scale
 
 
 def resolve_config(checkpoint: str, cfg_file: str | None):

@@ -25,13 +25,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dsr.constants import J24_FLIP_PERM, J49_FLIP_PERM, SMPL_POSE_FLIP_PERM
+from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD, J24_FLIP_PERM, J49_FLIP_PERM, SMPL_POSE_FLIP_PERM
 
 __all__ = [
     "get_transform",
     "transform",
     "crop_cv2",
+    "crop_box",
     "crop_transform",
+    "normalize_crop",
     "warp_source_box",
     "crop_region_cv2",
     "ScratchBuffer",
@@ -102,14 +104,25 @@ def gen_trans_from_patch_cv(c_x, c_y, src_w, src_h, dst_w, dst_h, rot, inv=False
     return cv2.getAffineTransform(src, dst)
 
 
+def crop_box(center, scale) -> tuple[int, int, int]:
+    """The PARE crop's square in the original image as it is cut: centre (c_x, c_y) and side bb in
+    whole pixels (``center`` and ``scale * 200`` rounded)."""
+    return int(round(float(center[0]))), int(round(float(center[1]))), int(round(float(scale) * 200.0))
+
+
 def crop_transform(center, scale, res, rot=0.0):
     """The PARE crop's (2, 3) float64 affine (original pixel -> crop pixel) and the crop size (pw, ph)."""
     if np.isscalar(res):
         res = (res, res)
-    c_x, c_y = int(round(float(center[0]))), int(round(float(center[1])))
+    c_x, c_y, bb = crop_box(center, scale)
     pw, ph = int(round(res[0])), int(round(res[1]))
-    bb = int(round(float(scale) * 200.0))
     return gen_trans_from_patch_cv(c_x, c_y, bb, bb, pw, ph, rot), (pw, ph)
+
+
+def normalize_crop(crop: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB crop -> (3, H, W) float32 network input (ImageNet mean / std)."""
+    x = (crop.astype(np.float32) / 255.0 - np.array(IMG_NORM_MEAN, np.float32)) / np.array(IMG_NORM_STD, np.float32)
+    return x.transpose(2, 0, 1)
 
 
 def crop_cv2(img: np.ndarray, center, scale, res, rot=0.0, nearest: bool = False) -> np.ndarray:

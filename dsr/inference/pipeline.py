@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dsr import constants
-from dsr.data.image_utils import crop_cv2
+from dsr.data.image_utils import crop_box, crop_cv2, normalize_crop
 
 from .camera import crop_to_full_camera, full_image_focal
 from .errors import InputError
@@ -119,11 +118,8 @@ def crop_person(img: np.ndarray, box, res: int, box_scale: float = 1.2):
     x, y, w, h = (float(v) for v in box[:4])
     center = np.array([x + w / 2.0, y + h / 2.0])
     scale = box_scale * max(w, h) / 200.0
-    crop = crop_cv2(img, center, scale, res)
-    z = (crop.astype(np.float32) / 255.0 - np.array(constants.IMG_NORM_MEAN, np.float32)) / np.array(
-        constants.IMG_NORM_STD, np.float32)
-    used_center = np.array([round(center[0]), round(center[1])], np.float64)  # crop_cv2 rounds both
-    return z.transpose(2, 0, 1), used_center, float(round(scale * 200.0))
+    c_x, c_y, bb = crop_box(center, scale)  # the centre and side crop_cv2 cuts at
+    return normalize_crop(crop_cv2(img, center, scale, res)), np.array([c_x, c_y], np.float64), float(bb)
 
 
 def _as_rows(boxes, where: str) -> np.ndarray:
