@@ -3,7 +3,7 @@
 joint jitter and identity switches, without and with --smooth, through demo.py itself.
 
     python tools/make_crossing_video.py --out_dir V
-    python benchmarks/demo_accuracy.py --checkpoint CKPT --video_dir V --out_dir O [--min-cutoff 1 --beta 0.5]
+    python studies/demo_accuracy.py --checkpoint CKPT --video_dir V --out_dir O [--min-cutoff 1 --beta 0.5]
 
 Runs ``demo.py --video V/crossing.mp4 --boxes V/crossing_boxes.json --save_params`` into O/raw and
 (with ``--smooth``) into O/smooth, checks the mp4s' frame count and fps against the input, and
