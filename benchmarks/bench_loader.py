@@ -44,8 +44,12 @@ from loader_fixtures import loader_cfg, make_loader_dataset  # noqa: E402
 STAGES = ("read", "decode", "crop", "normalise", "labels", "mask read", "mask crop", "mask targets", "tensors")
 
 
+JPEG_REGION = "auto"  # DATASET.JPEG_REGION_DECODE of the current path (--jpeg-region)
+
+
 def _cfg(root: str, loss: str):
     cfg = loader_cfg(root, loss)
+    cfg.DATASET.JPEG_REGION_DECODE = JPEG_REGION
     cfg.DATASET.NUM_WORKERS = 0
     return cfg
 
@@ -79,22 +83,67 @@ def _time_items(ds, idx, seed: int):
     return (time.perf_counter() - t0) / n * 1e3, (time.process_time() - c0) / n * 1e3
 
 
-def bench_items(root: str, loss: str, items: int, rounds: int, with_old: bool = True) -> dict:
-    """Interleaved old/new rounds -> medians (ms per item, wall and CPU) and the median ratio."""
+def _path_worker(conn, root: str, loss: str, which: str, jpeg_region: str, tune_old: bool) -> None:
+    """One path ('old' or 'new') in a process of its own, set up as a DataLoader worker of its code
+    (the new one: ``worker_init_fn`` with the config's DATASET.WORKER_KEEP_FREED_MB; the old one:
+    one OpenCV thread, glibc's default malloc unless ``tune_old``): times the rounds it is sent."""
+    global JPEG_REGION
+    JPEG_REGION = jpeg_region
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    from loguru import logger
+
+    from dsr.data.loader import keep_freed_memory, worker_init_fn
+
+    logger.remove()
+    keep_mb = int(_cfg(root, loss).DATASET.WORKER_KEEP_FREED_MB)
+    if which == "new":
+        worker_init_fn(0, keep_freed_mb=keep_mb)
+    elif tune_old:
+        keep_freed_memory(keep_mb)
     old, new = _datasets(root, loss, 0)
-    n = len(new)
-    for ds in (old, new) if with_old else (new,):  # warm-up (file cache, allocations)
-        _time_items(ds, range(min(n, 4)), 0)
+    ds = old if which == "old" else new
+    _time_items(ds, range(min(len(ds), 4)), 0)  # warm-up (file cache, allocations)
+    conn.send(len(ds))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        idx, seed = msg
+        conn.send(_time_items(ds, idx, seed))
+
+
+def bench_items(root: str, loss: str, items: int, rounds: int, with_old: bool = True, tune_old: bool = False) -> dict:
+    """Interleaved old/new rounds -> medians (ms per item, wall and CPU) and the median ratio.
+
+    Each path runs in a process of its own (as in a DataLoader worker): in one process, each path's
+    large allocations change the other's (glibc's adaptive mmap threshold: the old path's
+    whole-frame float32 copies then page-faulted at every item, +40 %)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    names = ("old", "new") if with_old else ("new",)
+    procs, conns = {}, {}
+    for name in names:
+        a, b = ctx.Pipe()
+        procs[name] = ctx.Process(target=_path_worker, args=(b, root, loss, name, JPEG_REGION, tune_old),
+                                    daemon=True)
+        procs[name].start()
+        conns[name] = a
+    n = min(conns[name].recv() for name in names)
     res = {"old_ms": [], "old_cpu_ms": [], "new_ms": [], "new_cpu_ms": []}
-    for r in range(rounds):
-        idx = [(r * items + k) % n for k in range(items)]
-        order = (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old))
-        for name, ds in order:
-            if name == "old" and not with_old:
-                continue
-            wall, cpu = _time_items(ds, idx, 1000 + r)
-            res[f"{name}_ms"].append(wall)
-            res[f"{name}_cpu_ms"].append(cpu)
+    try:
+        for r in range(rounds):
+            idx = [(r * items + k) % n for k in range(items)]
+            for name in (names if r % 2 == 0 else names[::-1]):
+                conns[name].send((idx, 1000 + r))  # the same augmentation draws for old and new
+                wall, cpu = conns[name].recv()
+                res[f"{name}_ms"].append(wall)
+                res[f"{name}_cpu_ms"].append(cpu)
+    finally:
+        for name in names:
+            conns[name].send(None)
+            procs[name].join(30)
     out = {k: float(np.median(v)) for k, v in res.items() if v}
     if with_old:
         out["ratio"] = float(np.median(np.array(res["old_ms"]) / np.array(res["new_ms"])))
@@ -108,7 +157,15 @@ def _stages_new(ds, i, p, t):
     from dsr.data import graphonomy as G
     from dsr.data.base_dataset import _augment_normalize
     from dsr.data.frame_io import read_mask, truncated_jpeg
-    from dsr.data.image_utils import crop_region_cv2, j2d_processing, j3d_processing, pose_processing
+    from dsr.data.image_utils import (
+        crop_region_cv2,
+        crop_transform,
+        j2d_processing,
+        j3d_processing,
+        pose_processing,
+        warp_source_box,
+    )
+    from dsr.data.jpeg_region import get_region_decoder
 
     flip, pn, rot, sc = p
     path = os.path.join(ds.root, ds.imgname[i])
@@ -118,13 +175,22 @@ def _stages_new(ds, i, p, t):
         data = f.read()
     truncated_jpeg(data)
     t("read")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    dec = get_region_decoder(ds.jpeg_region_decode)
+    header = dec.header(data) if dec is not None else None
+    if header is None:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        shape, x0, y0 = bgr.shape, 0, 0
+    else:  # the region decode that the crop's fill makes, done here to time it apart
+        shape = (header[0], header[1], 3)
+        trans, size = crop_transform(ds.center[i], s, ds.img_res, rot)
+        box = warp_source_box(trans, size, shape[:2]) or (0, 0, 1, 1)
+        bgr, x0, y0 = dec.decode(data, header, *box)
     t("decode")
 
-    def fill(dst, x0, y0, x1, y1):
-        dst[...] = bgr[y0:y1, x0:x1]
+    def fill(dst, a0, b0, a1, b1):
+        dst[...] = bgr[b0 - y0:b1 - y0, a0 - x0:a1 - x0]
 
-    img = crop_region_cv2(bgr.shape, fill, ds.center[i], s, ds.img_res, rot=rot, buf=ds._scratch)
+    img = crop_region_cv2(shape, fill, ds.center[i], s, ds.img_res, rot=rot, buf=ds._scratch)
     t("crop")
     img = _augment_normalize(img, flip, pn)
     t("normalise")
@@ -145,7 +211,7 @@ def _stages_new(ds, i, p, t):
 
 def _stages_old(ds, i, p, t):
     """One pass of the previous item path (tests/_reference_loader.py), step by step."""
-    from _reference_loader import _normalize_img, reference_crop_cv2
+    from _reference_loader import _decode_colour_mask_ref, _dsr_mc_target_ref, _normalize_img, reference_crop_cv2
 
     from dsr.data import graphonomy as G
     from dsr.data.frame_io import truncated_jpeg
@@ -179,13 +245,13 @@ def _stages_old(ds, i, p, t):
         crop = flip_img(crop)
     crop = ((crop / 255.0) * 255).astype(np.uint8)
     t("mask crop")
-    labels, known = G.decode_colour_mask(crop, return_known=True)
+    labels, known = _decode_colour_mask_ref(crop)
     x0, y0, x1, y1 = G.keypoint_box(kp, res)
     inside = np.zeros((res, res), dtype=bool)
     inside[y0:y1, x0:x1] = True
     labels = np.where(inside, labels, 0)
     known = known | ~inside
-    mc, _ = G.dsr_mc_target(labels, ds.mc_min_px)
+    mc, _ = _dsr_mc_target_ref(labels, ds.mc_min_px)
     G.dsr_c_class_weights(G.merge_dsr_c_labels(labels), counted=known, min_px=ds.c_min_px)
     if ds.with_dist_mat:
         G.mc_distance_transform(mc)
@@ -271,7 +337,13 @@ def main(argv=None) -> int:
     p.add_argument("--stage-passes", type=int, default=24)
     p.add_argument("--work", default=None, help="folder of the fabricated data (default: a temporary one)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--tune-old", action="store_true",
+                   help="give the old path's process the new workers' malloc setting too (the code's own gain)")
+    p.add_argument("--jpeg-region", default="auto",
+                   help="DATASET.JPEG_REGION_DECODE of the current path: auto | off | path of libturbojpeg >= 3")
     args = p.parse_args(argv)
+    global JPEG_REGION
+    JPEG_REGION = args.jpeg_region
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     sizes = []
@@ -289,6 +361,10 @@ def main(argv=None) -> int:
     os.makedirs(work, exist_ok=True)
     print(f"# bench_loader {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs, torch/OpenCV 1 thread")
+    from dsr.data.jpeg_region import get_region_decoder
+
+    dec = get_region_decoder(JPEG_REGION)
+    print(f"# current path's JPEG decode: {'region, ' + dec.path if dec else 'whole frame (OpenCV)'}")
     results = []
     print("| frames | masks | config | old ms/item CPU (wall) | new ms/item CPU (wall) | old items/s/core "
           "| new items/s/core | ratio CPU (wall) | cores per 1,000 items/s, old / new |")
@@ -297,7 +373,7 @@ def main(argv=None) -> int:
         for masks in args.masks:
             root = dataset_dir(work, size, masks, args.frames)
             for loss in args.configs:
-                r = bench_items(root, loss, args.items, args.rounds, with_old=not args.no_old)
+                r = bench_items(root, loss, args.items, args.rounds, with_old=not args.no_old, tune_old=args.tune_old)
                 r.update(size=_fmt_size(size), masks=masks, config=loss)
                 results.append(r)
                 print(table_row(r), flush=True)

@@ -118,6 +118,8 @@ _C.DATASET.NUM_WORKERS = 8  # dataloader workers; -1 (added): the available core
 _C.DATASET.PIN_MEMORY = True  # dataloader pin_memory (on CUDA only)
 _C.DATASET.PERSISTENT_WORKERS = False  # added: keep the workers between epochs (the original: False)
 _C.DATASET.PREFETCH_FACTOR = 2  # added: batches each worker loads ahead (PyTorch's default)
+_C.DATASET.WORKER_KEEP_FREED_MB = 128  # added: freed memory each worker keeps for reuse (glibc), no page faults per item; 0 = glibc's default (docs/loader.md)
+_C.DATASET.JPEG_REGION_DECODE = "auto"  # added: decode only the crop's region of a JPEG frame through a libturbojpeg >= 3 ('auto' finds one, 'off', or its path); same pixels (docs/loader.md)
 _C.DATASET.SHUFFLE_TRAIN = True  # shuffle the training set
 _C.DATASET.SHUFFLE_VAL = True  # unused (kept for config compatibility)
 _C.DATASET.TRAIN_DS = "h36m"  # 'all' (mixture of §5.1) or a single training set key

@@ -29,6 +29,24 @@ from dsr.data.image_utils import (
 
 __all__ = ["ReferenceDataset", "reference_crop_cv2"]
 
+# the colour decode and the DSR-MC target as they were (graphonomy.py has faster equivalents since)
+_SORT = np.argsort(G._PALETTE_CODES)
+_SORTED_CODES = G._PALETTE_CODES[_SORT]
+
+
+def _decode_colour_mask_ref(rgb: np.ndarray):
+    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2].astype(np.int64)
+    pos = np.clip(np.searchsorted(_SORTED_CODES, code), 0, G.NUM_LABELS - 1)
+    known = _SORTED_CODES[pos] == code
+    return np.where(known, _SORT[pos], 0).astype(np.int64), known
+
+
+def _dsr_mc_target_ref(labels: np.ndarray, min_px: float):
+    counts = np.bincount(labels.ravel(), minlength=G.NUM_LABELS)
+    mc = np.asarray(G.DSR_MC_LABELS)
+    valid = counts[mc] > min_px
+    return np.isin(labels, mc[valid]).astype(np.float32), valid.astype(np.float32)
+
 
 def reference_crop_cv2(img: np.ndarray, center, scale, res, rot=0.0, nearest: bool = False) -> np.ndarray:
     """The PARE crop as it was (whole image in, bilinear or nearest ``warpAffine``, zero border)."""
@@ -132,7 +150,7 @@ class ReferenceDataset(BaseDataset):
             crop = ((crop / 255.0) * 255).astype(np.uint8)
         else:
             crop = np.zeros((res, res, 3), dtype=np.uint8)
-        labels, known = G.decode_colour_mask(crop, return_known=True)
+        labels, known = _decode_colour_mask_ref(crop)
         if flip and self.swap_lr_masks:
             labels = G.swap_lr_labels(labels)
         try:
@@ -145,7 +163,7 @@ class ReferenceDataset(BaseDataset):
         labels = np.where(inside, labels, 0)
         known = known | ~inside
 
-        mc_mask, mc_valid = G.dsr_mc_target(labels, self.mc_min_px)
+        mc_mask, mc_valid = _dsr_mc_target_ref(labels, self.mc_min_px)
         merged = G.merge_dsr_c_labels(labels)
         weights = G.dsr_c_class_weights(merged, counted=known, min_px=self.c_min_px)
         out = {

@@ -6,7 +6,9 @@ colour masks (as the original's Graphonomy), some masks missing, boxes crossing 
 (``benchmarks/loader_fixtures.py``); SPIN augmentation draws with the rotation forced on for every
 other item. Each item: image max |diff| <= 1e-5 (normalised units), every other field equal. The
 new path's float scratch is filled with NaN before each use, so a warp reading a pixel outside the
-box it converted would show. The default run checks 44 items; ``--runslow`` checks 256 more.
+box it converted would show. The default run checks 44 items; ``--runslow`` checks 256 more. Where
+a libturbojpeg >= 3 is found (or named by DSR_TEST_TURBOJPEG) the new path decodes only the JPEG
+region the crop reads, so these tests cover that route too.
 """
 import os
 import re
@@ -55,6 +57,8 @@ def sets(tmp_path_factory):
 def _cfg(root, loss="DistM", nearest=False, swap=False):
     cfg = loader_cfg(root, loss, nearest, swap)
     cfg.DATASET.MAX_MISSING_MASK_FRACTION = 0.5
+    # the JPEG region decode where a libturbojpeg >= 3 is found or named (tests/test_jpeg_region.py)
+    cfg.DATASET.JPEG_REGION_DECODE = os.environ.get("DSR_TEST_TURBOJPEG", "auto")
     return cfg
 
 
@@ -209,6 +213,27 @@ def test_read_mask_palette_written_by_the_parsing_tool(tmp_path):
     assert np.array_equal(_full(m), cv2.imread(p, cv2.IMREAD_COLOR))
     assert m.idat is not None and m.index is None and m.bgr is None  # ... and no fallback on the way
     assert np.array_equal(_full(m), GRAPHONOMY_PALETTE[lab][:, :, ::-1])
+
+
+@pytest.mark.parametrize("inflate", ["zlib-ng", "zlib"])
+def test_read_mask_palette_with_either_inflater(tmp_path, monkeypatch, inflate):
+    """zlib-ng (the default) and the standard library's zlib (the fallback where zlib-ng is not
+    installed) give the same rows, all of them and a box's."""
+    from dsr.data import frame_io
+    from dsr.parsing.masks import write_mask_png
+
+    if inflate == "zlib":
+        monkeypatch.setattr(frame_io, "_inflate_lib", zlib)
+    else:
+        assert frame_io._inflate_lib.__name__.startswith("zlib_ng")  # installed by requirements.txt
+    lab = _labels(300, 260, seed=4)
+    p = str(tmp_path / "m.png")
+    write_mask_png(p, lab)
+    want = GRAPHONOMY_PALETTE[lab][:, :, ::-1]
+    assert np.array_equal(_full(read_mask(p)), want)
+    dst = np.zeros((40, 30, 3), np.float32)
+    read_mask(p).fill(dst, 100, 200, 130, 240)
+    assert np.array_equal(dst, want[200:240, 100:130])
 
 
 @pytest.mark.parametrize("case", ["filtered", "index_out_of_palette", "transparency", "bad_crc", "rgb", "grey"])

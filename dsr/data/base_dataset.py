@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 from dsr.constants import IMG_NORM_MEAN, IMG_NORM_STD
 from dsr.data import graphonomy as G
 from dsr.data.frame_io import FrameReadError, read_mask, truncated_jpeg
+from dsr.data.jpeg_region import get_region_decoder
 from dsr.data.image_utils import (
     ScratchBuffer,
     crop_region_cv2,
@@ -201,6 +202,8 @@ class BaseDataset(Dataset):
         self.with_dist_mat = self.with_dsr_targets and cfg.DSR.DSR_MC_LOSS_TYPE == "DistM"
         self.swap_lr_masks = bool(cfg.DSR.FLIP_SWAP_LR_MASKS)
         self.mask_warp_nearest = bool(cfg.DSR.MASK_WARP_NEAREST)
+        self.jpeg_region_decode = str(cfg.DATASET.JPEG_REGION_DECODE)
+        get_region_decoder(self.jpeg_region_decode)  # a bad library path fails here, not in a worker
         # the original's 60-pixel thresholds of the DSR targets (224-px crops), or the same share of
         # the crop at DATASET.IMG_RES (DSR.MIN_PIXELS_SCALE_WITH_RES)
         scale_px = bool(cfg.DSR.MIN_PIXELS_SCALE_WITH_RES)
@@ -300,8 +303,8 @@ class BaseDataset(Dataset):
             return sample_augmentation(self._get_rng(), self.noise_factor, self.rot_factor, self.scale_factor)
         return 0, np.ones(3), 0.0, 1.0
 
-    def _read_image_bgr(self, path: str) -> np.ndarray:
-        """(H, W, 3) uint8 BGR, as cv2.imread (EXIF orientation applied); DatasetError naming the file."""
+    def _read_image_bytes(self, path: str) -> bytes:
+        """The file's bytes, checked for truncation; DatasetError naming the file."""
         if not os.path.isfile(path):
             raise DatasetError(f"dataset {self.dataset}: image not found: {path} (listed in {self.npz_path})")
         with open(path, "rb") as f:  # read once: decoded here and checked for truncation
@@ -309,10 +312,37 @@ class BaseDataset(Dataset):
         if truncated_jpeg(data):
             raise DatasetError(f"dataset {self.dataset}: truncated JPEG {path} (no end-of-image marker after "
                                "its last scan; OpenCV would decode it with the missing part grey)")
+        return data
+
+    def _decode_bgr(self, data: bytes, path: str) -> np.ndarray:
+        """(H, W, 3) uint8 BGR, as cv2.imread (EXIF orientation applied); DatasetError naming the file."""
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise DatasetError(f"dataset {self.dataset}: cannot decode image {path}")
         return img
+
+    def _open_frame(self, path: str):
+        """(shape, fill) of the frame: its (H, W, 3) and ``fill(dst, x0, y0, x1, y1)`` writing the BGR
+        pixels [y0:y1, x0:x1] into ``dst``; only that region is decoded when a libturbojpeg >= 3 can
+        (dsr/data/jpeg_region.py), else the whole frame, with OpenCV, at once."""
+        data = self._read_image_bytes(path)
+        dec = get_region_decoder(self.jpeg_region_decode)
+        header = dec.header(data) if dec is not None else None
+        if header is None:
+            bgr = self._decode_bgr(data, path)
+
+            def fill(dst, x0, y0, x1, y1):
+                dst[...] = bgr[y0:y1, x0:x1]
+            return bgr.shape, fill
+
+        def fill_region(dst, x0, y0, x1, y1):
+            got = dec.decode(data, header, x0, y0, x1, y1)
+            if got is None:  # refused or failed: OpenCV's whole-frame decode (and its errors)
+                dst[...] = self._decode_bgr(data, path)[y0:y1, x0:x1]
+                return
+            pixels, rx, ry = got
+            dst[...] = pixels[y0 - ry:y1 - ry, x0 - rx:x1 - rx]
+        return (header[0], header[1], 3), fill_region
 
     def __getitem__(self, index: int) -> dict:
         imgname = self.imgname[index]
@@ -322,15 +352,12 @@ class BaseDataset(Dataset):
         flip, pn, rot, sc = self.augm_params()
         res = self.img_res
 
-        bgr = self._read_image_bgr(path)
-        orig_shape = np.array(bgr.shape[:2])
-
-        def fill(dst, x0, y0, x1, y1):
-            dst[...] = bgr[y0:y1, x0:x1]
+        shape, fill = self._open_frame(path)
+        orig_shape = np.array(shape[:2])
 
         # the whole-frame float32 crop of the original, converting only the pixels the warp reads;
         # the channels are independent, so BGR -> RGB after the warp is the same (on 224 x 224)
-        img = _augment_normalize(crop_region_cv2(bgr.shape, fill, center, sc * scale, res, rot=rot,
+        img = _augment_normalize(crop_region_cv2(shape, fill, center, sc * scale, res, rot=rot,
                                                  buf=self._scratch), flip, pn)
 
         keypoints = j2d_processing(self.keypoints[index], center, sc * scale, rot, flip, res)

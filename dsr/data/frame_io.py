@@ -23,6 +23,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+try:  # zlib-ng inflates a parsing mask's long runs ~20x faster than CPython's zlib (same bytes out)
+    from zlib_ng import zlib_ng as _inflate_lib
+except ImportError:  # not installed (e.g. a sealed GPU machine): the standard library's, slower
+    _inflate_lib = zlib
+
 __all__ = ["FrameReadError", "MaskPixels", "read_mask", "truncated_jpeg"]
 
 
@@ -68,8 +73,8 @@ class MaskPixels:
             return self.index[y0:y1]
         h, w = self.shape[:2]
         try:
-            raw = zlib.decompressobj().decompress(self.idat, y1 * (w + 1))
-        except zlib.error:
+            raw = _inflate_lib.decompressobj().decompress(self.idat, y1 * (w + 1))
+        except _inflate_lib.error:
             return None
         if len(raw) != y1 * (w + 1):
             return None

@@ -59,8 +59,19 @@ _PALETTE_CODES = (
     | GRAPHONOMY_PALETTE[:, 1].astype(np.int64) << 8
     | GRAPHONOMY_PALETTE[:, 2].astype(np.int64)
 )
-_SORT = np.argsort(_PALETTE_CODES)
-_SORTED_CODES = _PALETTE_CODES[_SORT]
+_UNKNOWN = 255
+_CODE_TABLE: np.ndarray | None = None  # (2^24,) uint8: label of each 24-bit RGB code, 255 = no palette colour
+
+
+def _code_table() -> np.ndarray:
+    """The colour -> label table (16 MB, built on first use in each process): one gather per pixel
+    instead of a search among the 20 palette codes (~6x faster on a crop)."""
+    global _CODE_TABLE
+    if _CODE_TABLE is None:
+        table = np.full(1 << 24, _UNKNOWN, dtype=np.uint8)
+        table[_PALETTE_CODES] = np.arange(NUM_LABELS, dtype=np.uint8)
+        _CODE_TABLE = table
+    return _CODE_TABLE
 
 
 class NoConfidentKeypointsError(ValueError):
@@ -81,10 +92,10 @@ def decode_colour_mask(rgb: np.ndarray, return_known: bool = False):
         raise ValueError(f"decode_colour_mask: expected an (H, W, 3) RGB array, got shape {rgb.shape}")
     if rgb.dtype != np.uint8:
         raise ValueError(f"decode_colour_mask: expected uint8 colours, got {rgb.dtype}")
-    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2].astype(np.int64)
-    pos = np.clip(np.searchsorted(_SORTED_CODES, code), 0, NUM_LABELS - 1)
-    known = _SORTED_CODES[pos] == code
-    labels = np.where(known, _SORT[pos], 0).astype(np.int64)
+    c = rgb.astype(np.int32)
+    found = _code_table()[(c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]]
+    known = found != _UNKNOWN
+    labels = np.where(known, found, 0).astype(np.int64)
     return (labels, known) if return_known else labels
 
 
@@ -171,7 +182,9 @@ def dsr_mc_target(labels: np.ndarray, min_px: float = DSR_MC_MIN_PIXELS):
     counts = np.bincount(labels.ravel(), minlength=NUM_LABELS)
     mc = np.asarray(DSR_MC_LABELS)
     valid = counts[mc] > min_px
-    mask = np.isin(labels, mc[valid]).astype(np.float32)
+    selected = np.zeros(NUM_LABELS, dtype=np.float32)
+    selected[mc[valid]] = 1.0
+    mask = selected[labels]
     return mask, valid.astype(np.float32)
 
 

@@ -7,7 +7,7 @@
 * ``train_dataloader(cfg, dataset)``: batch DATASET.BATCH_SIZE, shuffle DATASET.SHUFFLE_TRAIN,
   drop_last=True, DATASET.NUM_WORKERS workers (-1: ``auto_num_workers()``), DATASET.PIN_MEMORY (on
   CUDA), DATASET.PERSISTENT_WORKERS and DATASET.PREFETCH_FACTOR (with workers only), OpenCV on one
-  thread in each worker (``worker_init_fn``).
+  thread in each worker and DATASET.WORKER_KEEP_FREED_MB (``worker_init_fn``).
 * ``val_dataloader(cfg, dataset)``: no shuffle, keeps the last partial batch.
 * ``resolve_num_workers(cfg)`` / ``auto_num_workers()``: DATASET.NUM_WORKERS; for -1 the cores
   this process may use (its CPU affinity), divided among the processes of this machine
@@ -15,7 +15,10 @@
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 
 import cv2
 import torch
@@ -26,12 +29,37 @@ from dsr.data.eval_dataset import EXTRAS_DATASETS, EvalExtrasDataset
 from dsr.data.mixed_dataset import MixedDataset
 
 __all__ = ["build_train_dataset", "build_val_dataset", "train_dataloader", "val_dataloader", "worker_init_fn",
-           "auto_num_workers", "resolve_num_workers"]
+           "auto_num_workers", "resolve_num_workers", "keep_freed_memory"]
 
 
-def worker_init_fn(worker_id: int) -> None:
-    """One OpenCV thread per DataLoader worker (the workers already run in parallel)."""
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
+_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's upper bound for M_MMAP_THRESHOLD on 64-bit
+
+
+def keep_freed_memory(mb: int) -> bool:
+    """Let this process's glibc malloc keep up to ``mb`` MB of freed memory for reuse (allocations
+    below 32 MB from the heap, the heap trimmed only above ``mb`` MB free) instead of handing each
+    large block back to the OS when it is freed and faulting fresh zeroed pages in for the next
+    one. A training item allocates and frees several such blocks (the decoded frame, the mask rows,
+    the crops): 40 % of a 1000 x 1000 item's CPU time went to those page faults (docs/loader.md).
+    Returns False where there is no glibc (macOS, musl): nothing changes there."""
+    if mb <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
+    return mallopt(_M_TRIM_THRESHOLD, int(mb) << 20) == 1 and ok
+
+
+def worker_init_fn(worker_id: int, keep_freed_mb: int = 0) -> None:
+    """A DataLoader worker: one OpenCV thread (the workers already run in parallel) and
+    ``keep_freed_memory(keep_freed_mb)`` (DATASET.WORKER_KEEP_FREED_MB)."""
     cv2.setNumThreads(1)
+    keep_freed_memory(keep_freed_mb)
 
 
 def auto_num_workers() -> int:
@@ -74,7 +102,9 @@ def _loader(cfg, dataset, shuffle, drop_last, batch_size=None, num_workers=None)
     extra = {}
     if nw > 0:  # PyTorch refuses these without workers
         extra = dict(persistent_workers=bool(cfg.DATASET.PERSISTENT_WORKERS),
-                     prefetch_factor=int(cfg.DATASET.PREFETCH_FACTOR), worker_init_fn=worker_init_fn)
+                     prefetch_factor=int(cfg.DATASET.PREFETCH_FACTOR),
+                     worker_init_fn=functools.partial(worker_init_fn,
+                                                      keep_freed_mb=int(cfg.DATASET.WORKER_KEEP_FREED_MB)))
     return DataLoader(
         dataset,
         batch_size=int(batch_size or cfg.DATASET.BATCH_SIZE),
