@@ -86,7 +86,8 @@ def _time_items(ds, idx, seed: int):
 def _path_worker(conn, root: str, loss: str, which: str, jpeg_region: str, tune_old: bool) -> None:
     """One path ('old' or 'new') in a process of its own, set up as a DataLoader worker of its code
     (the new one: ``worker_init_fn`` with the config's DATASET.WORKER_KEEP_FREED_MB; the old one:
-    one OpenCV thread, glibc's default malloc unless ``tune_old``): times the rounds it is sent."""
+    one OpenCV thread, glibc's default malloc unless ``tune_old``). Commands: ("items", idx, seed)
+    -> (wall, CPU) ms per item; ("stages", passes) -> mean CPU ms per stage; None ends it."""
     global JPEG_REGION
     JPEG_REGION = jpeg_region
     torch.set_num_threads(1)
@@ -109,41 +110,54 @@ def _path_worker(conn, root: str, loss: str, which: str, jpeg_region: str, tune_
         msg = conn.recv()
         if msg is None:
             return
-        idx, seed = msg
-        conn.send(_time_items(ds, idx, seed))
+        if msg[0] == "items":
+            conn.send(_time_items(ds, msg[1], msg[2]))
+        else:
+            conn.send(_stages(ds, _stages_old if which == "old" else _stages_new, msg[1]))
+
+
+class PathProcesses:
+    """The old and the new path each in a process of its own (as in a DataLoader worker): in one
+    process, each path's large allocations change the other's (glibc's adaptive mmap threshold)."""
+
+    def __init__(self, root: str, loss: str, with_old: bool = True, tune_old: bool = False):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.names = ("old", "new") if with_old else ("new",)
+        self.procs, self.conns = {}, {}
+        for name in self.names:
+            a, b = ctx.Pipe()
+            self.procs[name] = ctx.Process(target=_path_worker, args=(b, root, loss, name, JPEG_REGION, tune_old),
+                                           daemon=True)
+            self.procs[name].start()
+            self.conns[name] = a
+        self.n = min(self.conns[name].recv() for name in self.names)
+
+    def ask(self, name: str, msg):
+        self.conns[name].send(msg)
+        return self.conns[name].recv()
+
+    def close(self):
+        for name in self.names:
+            self.conns[name].send(None)
+            self.procs[name].join(30)
 
 
 def bench_items(root: str, loss: str, items: int, rounds: int, with_old: bool = True, tune_old: bool = False) -> dict:
-    """Interleaved old/new rounds -> medians (ms per item, wall and CPU) and the median ratio.
-
-    Each path runs in a process of its own (as in a DataLoader worker): in one process, each path's
-    large allocations change the other's (glibc's adaptive mmap threshold: the old path's
-    whole-frame float32 copies then page-faulted at every item, +40 %)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    names = ("old", "new") if with_old else ("new",)
-    procs, conns = {}, {}
-    for name in names:
-        a, b = ctx.Pipe()
-        procs[name] = ctx.Process(target=_path_worker, args=(b, root, loss, name, JPEG_REGION, tune_old),
-                                    daemon=True)
-        procs[name].start()
-        conns[name] = a
-    n = min(conns[name].recv() for name in names)
+    """Interleaved old/new rounds (each path in its own process) -> medians (ms per item, wall and
+    CPU) and the median ratio."""
+    pp = PathProcesses(root, loss, with_old, tune_old)
     res = {"old_ms": [], "old_cpu_ms": [], "new_ms": [], "new_cpu_ms": []}
     try:
         for r in range(rounds):
-            idx = [(r * items + k) % n for k in range(items)]
-            for name in (names if r % 2 == 0 else names[::-1]):
-                conns[name].send((idx, 1000 + r))  # the same augmentation draws for old and new
-                wall, cpu = conns[name].recv()
+            idx = [(r * items + k) % pp.n for k in range(items)]
+            for name in (pp.names if r % 2 == 0 else pp.names[::-1]):
+                wall, cpu = pp.ask(name, ("items", idx, 1000 + r))  # the same augmentation draws
                 res[f"{name}_ms"].append(wall)
                 res[f"{name}_cpu_ms"].append(cpu)
     finally:
-        for name in names:
-            conns[name].send(None)
-            procs[name].join(30)
+        pp.close()
     out = {k: float(np.median(v)) for k, v in res.items() if v}
     if with_old:
         out["ratio"] = float(np.median(np.array(res["old_ms"]) / np.array(res["new_ms"])))
@@ -260,26 +274,33 @@ def _stages_old(ds, i, p, t):
     t("tensors")
 
 
-def bench_stages(root: str, loss: str, passes: int) -> dict:
-    """Mean ms per stage of the old and new paths over ``passes`` items each (interleaved)."""
+def _stages(ds, fn, passes: int) -> dict:
+    """Mean CPU ms per stage of ``fn`` (one path) over ``passes`` items (after 2 warm-up ones)."""
     from dsr.data.image_utils import sample_augmentation
 
-    old, new = _datasets(root, loss, 0)
-    rng = np.random.default_rng(5)
-    acc = {"old": dict.fromkeys(STAGES, 0.0), "new": dict.fromkeys(STAGES, 0.0)}
+    rng = np.random.default_rng(5)  # the same draws in both paths' processes
+    acc = dict.fromkeys(STAGES, 0.0)
     for k in range(passes + 2):
         p = sample_augmentation(rng, 0.4, 30.0, 0.25)
-        for name, ds, fn in (("old", old, _stages_old), ("new", new, _stages_new)):
-            last = [time.thread_time()]
+        last = [time.thread_time()]
 
-            def tick(stage, name=name, last=last, warm=k < 2):
-                now = time.thread_time()
-                if not warm:
-                    acc[name][stage] += (now - last[0]) * 1e3
-                last[0] = now
+        def tick(stage, last=last, warm=k < 2):
+            now = time.thread_time()
+            if not warm:
+                acc[stage] += (now - last[0]) * 1e3
+            last[0] = now
 
-            fn(ds, k % len(ds), p, tick)
-    return {name: {s: v / passes for s, v in st.items()} for name, st in acc.items()}
+        fn(ds, k % len(ds), p, tick)
+    return {s: v / passes for s, v in acc.items()}
+
+
+def bench_stages(root: str, loss: str, passes: int, tune_old: bool = False) -> dict:
+    """Mean CPU ms per stage of the old and new paths, each in its own process."""
+    pp = PathProcesses(root, loss, True, tune_old)
+    try:
+        return {name: pp.ask(name, ("stages", passes)) for name in pp.names}
+    finally:
+        pp.close()
 
 
 # ----------------------------------------------------------------------------- DataLoader
@@ -383,7 +404,7 @@ def main(argv=None) -> int:
         for size in sizes:
             for masks in args.masks:
                 root = dataset_dir(work, size, masks, args.frames)
-                st = bench_stages(root, args.configs[0], args.stage_passes)
+                st = bench_stages(root, args.configs[0], args.stage_passes, args.tune_old)
                 print(f"\n{_fmt_size(size)}, {masks} masks, {args.configs[0]}:\n")
                 print("| stage | " + " | ".join(STAGES) + " | sum |")
                 print("|---|" + "---|" * (len(STAGES) + 1))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Short deterministic training run whose per-step losses show whether a change altered training.
 
-    python benchmarks/loader_train_check.py --tree DIR --out losses.json [--steps 20] [--cfg FILE]
+    python benchmarks/loader_train_check.py --tree DIR --out losses.json [--steps 20] [--cfg FILE] [--opts K V ...]
     python benchmarks/loader_train_check.py --compare a.json b.json
 
 ``--tree`` is the repository whose ``dsr`` package runs (e.g. this one, and a copy of the tree
@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 
-def run(tree: str, out: str, steps: int, cfg_file: str) -> int:
+def run(tree: str, out: str, steps: int, cfg_file: str, opts=()) -> int:
     tree = os.path.abspath(tree)
     sys.path.insert(0, tree)
     os.chdir(tree)
@@ -41,7 +41,7 @@ def run(tree: str, out: str, steps: int, cfg_file: str) -> int:
     cfg = merge_opts(cfg, ["SEED_VALUE", "0", "DATASET.NUM_WORKERS", "0", "DSR.START_DSR", "-1",
                      "TRAINING.MAX_STEPS", str(steps), "PL_LOGGING", "False", "LOG_DIR", logdir,
                      "TRAINING.LOG_FREQ_TB_IMAGES", "0", "TESTING.LOG_FREQ_TB_IMAGES", "0",
-                     "TRAINING.CHECK_VAL_EVERY_N_EPOCH", "1000"])
+                     "TRAINING.CHECK_VAL_EVERY_N_EPOCH", "1000", *opts])
     # the augmentation streams are seeded from (torch seed, process id) (dsr/data/rng.py): the same
     # process id in both runs, so that two processes draw the same augmentations
     import types
@@ -84,13 +84,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", default="configs/quickstart_train.cfg")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"))
+    p.add_argument("--opts", nargs="*", default=[], help="more config KEY VALUE pairs (e.g. DATASET.JPEG_REGION_DECODE off)")
     args = p.parse_args(argv)
     if args.compare:
         return compare(*args.compare)
     if not args.out:
         print("error: --out is required (or --compare A B)", file=sys.stderr)
         return 2
-    return run(args.tree, os.path.abspath(args.out), args.steps, args.cfg)
+    return run(args.tree, os.path.abspath(args.out), args.steps, args.cfg, args.opts)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ BUNDLE defaults to ``gpu_bundle/`` (ignored by git). ``scripts/gpu_bundle.sh`` a
 The target is CPython 3.12 on manylinux x86_64 (the lent GPU machine: torch 2.11.0+cu130,
 torchvision, Lightning, timm, scipy, OpenCV, TensorBoard already installed). ``PACKAGES`` pins what
 the project needs on top of that, each with the module it provides:
-  * ``need``: not on the GPU image (smplx, yacs, loguru, roma, iopath, PyTorch3D);
+  * ``need``: not on the GPU image (smplx, yacs, loguru, roma, iopath, PyTorch3D, zlib-ng);
   * ``fallback``: dependencies of those and the test runner, on the GPU image as far as its
     package list says (installed there only if the machine's Python cannot import them).
 Every distribution is installed only where the interpreter running ``install`` cannot already import
@@ -57,6 +57,7 @@ PACKAGES = (
     ("roma==1.8.0", "roma", "need", "wheel"),
     ("iopath==0.1.10", "iopath", "need", "build"),  # PyTorch3D's dependency; sdist only
     ("easypytorch3d==0.7.9.post1", "pytorch3d", "need", "tarxz"),  # compiled against torch 2.11
+    ("zlib-ng==1.1.0", "zlib_ng", "need", "wheel"),  # the loader's mask inflate (else the slower zlib)
     # dependencies of the above (iopath: portalocker, tqdm, typing_extensions; yacs: PyYAML) and
     # pytest with its own, all listed on the GPU image: only installed where missing
     ("portalocker==4.4.2", "portalocker", "fallback", "wheel"),

@@ -139,5 +139,5 @@ def test_pinned_list_is_consistent():
     reqs = [r for r, *_ in gb.PACKAGES]
     assert all("==" in r for r in reqs) and len({r.split("==")[0].lower() for r in reqs}) == len(reqs)
     need = {m for _, m, role, _ in gb.PACKAGES if role == "need"}
-    assert need == {"smplx", "yacs", "loguru", "roma", "iopath", "pytorch3d"}
+    assert need == {"smplx", "yacs", "loguru", "roma", "iopath", "pytorch3d", "zlib_ng"}
     assert [how for r, _, _, how in gb.PACKAGES if r.startswith("easypytorch3d")] == ["tarxz"]

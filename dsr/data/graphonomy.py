@@ -39,6 +39,7 @@ from dsr.constants import (
 
 __all__ = [
     "decode_colour_mask",
+    "decode_colour_labels",
     "encode_labels",
     "swap_lr_labels",
     "keypoint_box",
@@ -87,6 +88,13 @@ def decode_colour_mask(rgb: np.ndarray, return_known: bool = False):
     Returns:
         labels (H, W) int64 in 0..19 (unknown colours -> 0) [, known (H, W) bool].
     """
+    labels, known = decode_colour_labels(rgb)
+    labels = labels.astype(np.int64)
+    return (labels, known) if return_known else labels
+
+
+def decode_colour_labels(rgb: np.ndarray):
+    """``decode_colour_mask(rgb, return_known=True)`` with the labels as uint8 (the loader's form)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"decode_colour_mask: expected an (H, W, 3) RGB array, got shape {rgb.shape}")
@@ -95,8 +103,7 @@ def decode_colour_mask(rgb: np.ndarray, return_known: bool = False):
     c = rgb.astype(np.int32)
     found = _code_table()[(c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]]
     known = found != _UNKNOWN
-    labels = np.where(known, found, 0).astype(np.int64)
-    return (labels, known) if return_known else labels
+    return np.where(known, found, np.uint8(0)), known
 
 
 def encode_labels(labels: np.ndarray) -> np.ndarray:

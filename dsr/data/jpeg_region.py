@@ -185,5 +185,6 @@ def get_region_decoder(setting: str) -> RegionDecoder | None:
             dec = RegionDecoder(setting)
         except OSError as e:
             raise TurboJpegError(f"DATASET.JPEG_REGION_DECODE = {setting}: cannot load it ({e})") from e
+        logger.info(f"JPEG frames: region decode through {dec.path}")
     _CACHE[setting] = dec
     return dec
