@@ -146,3 +146,35 @@ def test_bad_input():
         G.decode_colour_mask(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="0..19"):
         G.merge_dsr_c_labels(np.array([[20]]))
+
+
+def test_dsr_targets_equals_the_three_functions():
+    """The loader's one-pass dsr_targets gives dsr_mc_target, merge_dsr_c_labels and
+    dsr_c_class_weights(counted=known) exactly, values and dtypes, on random label maps
+    (empty, background-heavy, uniform; every known share; thresholds below and above the counts)."""
+    rng = np.random.default_rng(0)
+    for k in range(120):
+        lab = np.zeros((224, 224), np.uint8)
+        y0, x0 = rng.integers(0, 100, 2)
+        y1, x1 = y0 + rng.integers(1, 124), x0 + rng.integers(1, 124)
+        p = None if k % 3 else np.r_[[0.5], np.full(19, 0.5 / 19)]
+        lab[y0:y1, x0:x1] = rng.choice(20, size=(y1 - y0, x1 - x0), p=p)
+        if k % 7 == 0:
+            lab[:] = 0
+        known = rng.random((224, 224)) > (0.0, 0.1, 0.9)[k % 3]
+        mc_px, c_px = float(rng.choice([0, 60, 200, 5000])), float(rng.choice([0, 60, 200, 5000]))
+        mask, valid = G.dsr_mc_target(lab, mc_px)
+        merged = G.merge_dsr_c_labels(lab)
+        weights = G.dsr_c_class_weights(merged, counted=known, min_px=c_px)
+        got = G.dsr_targets(lab, known, mc_px, c_px)
+        for want, have in zip((mask, valid, merged, weights), got):
+            assert have.dtype == want.dtype and np.array_equal(have, want), k
+
+
+def test_dsr_targets_refuses_bad_labels():
+    with pytest.raises(ValueError, match="uint8"):
+        G.dsr_targets(np.zeros((4, 4), np.int64), np.ones((4, 4), bool))
+    bad = np.zeros((4, 4), np.uint8)
+    bad[0, 0] = 20
+    with pytest.raises(ValueError, match="0..19"):
+        G.dsr_targets(bad, np.ones((4, 4), bool))

@@ -459,12 +459,10 @@ class BaseDataset(Dataset):
             labels[y0:y1, x0:x1] = lab
             known[y0:y1, x0:x1] = kn
 
-        mc_mask, mc_valid = G.dsr_mc_target(labels, self.mc_min_px)
-        merged = G.merge_dsr_c_labels(labels)
-        weights = G.dsr_c_class_weights(merged, counted=known, min_px=self.c_min_px)
+        mc_mask, mc_valid, merged, weights = G.dsr_targets(labels, known, self.mc_min_px, self.c_min_px)
         out = {
             "grph_dsr_mc_label": torch.from_numpy(mc_mask),
-            "grph_dsr_c_label": torch.from_numpy(merged.astype(np.int64, copy=False)),
+            "grph_dsr_c_label": torch.from_numpy(merged),
             "dsr_c_class_weight": torch.from_numpy(weights),
             "valid_labels_dsr_mc": torch.from_numpy(mc_valid),
             "valid_labels_dsr_c": torch.ones(G.NUM_C_CLASSES),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
@@ -48,6 +49,7 @@ __all__ = [
     "mc_distance_transform",
     "merge_dsr_c_labels",
     "dsr_c_class_weights",
+    "dsr_targets",
     "mask_path",
     "NoConfidentKeypointsError",
 ]
@@ -231,13 +233,45 @@ def dsr_c_class_weights(merged: np.ndarray, counted: np.ndarray | None = None,
     """
     merged = np.asarray(merged)
     vals = merged.ravel() if counted is None else merged[np.asarray(counted, dtype=bool)]
-    counts = np.bincount(vals, minlength=NUM_C_CLASSES).astype(np.float64)
+    return _class_weights(np.bincount(vals, minlength=NUM_C_CLASSES).astype(np.float64), min_px)
+
+
+def _class_weights(counts: np.ndarray, min_px: float) -> np.ndarray:
+    """The weights of :func:`dsr_c_class_weights` from the (8,) float64 class pixel counts."""
     big = counts >= min_px
     if not big.any():
         return np.zeros(NUM_C_CLASSES, dtype=np.float32)
     m = counts[big].min()
     w = np.where(counts > min_px, m / np.maximum(counts, 1.0), 0.0)
     return w.astype(np.float32)
+
+
+_MC_INDEX = np.asarray(DSR_MC_LABELS)
+
+
+def dsr_targets(labels: np.ndarray, known: np.ndarray, mc_min_px: float = DSR_MC_MIN_PIXELS,
+                c_min_px: float = DSR_C_MIN_PIXELS):
+    """The loader's DSR targets of one uint8 label map in one pass: ``dsr_mc_target(labels,
+    mc_min_px)``, ``merge_dsr_c_labels(labels)`` and ``dsr_c_class_weights(merged, counted=known,
+    min_px=c_min_px)``, the same values, from two label histograms (all pixels, ``known`` ones).
+
+    Returns:
+        mc_mask (H, W) float32, mc_valid (5,) float32, merged (H, W) int64, weights (8,) float32.
+    """
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype != np.uint8:
+        raise ValueError(f"dsr_targets: expected uint8 labels, got {labels.dtype}")
+    hist = cv2.calcHist([labels], [0], None, [256], [0, 256]).reshape(-1)  # float32, exact below 2^24
+    if hist[NUM_LABELS:].any():
+        raise ValueError(f"dsr_targets: labels must lie in 0..{NUM_LABELS - 1}")
+    valid = hist[_MC_INDEX] > mc_min_px
+    selected = np.zeros(256, dtype=np.uint8)
+    selected[_MC_INDEX[valid]] = 1
+    mc_mask = cv2.LUT(labels, selected).astype(np.float32)
+    merged = DSR_C_MERGE[labels]
+    kh = cv2.calcHist([labels], [0], np.ascontiguousarray(known, dtype=np.uint8), [256], [0, 256]).reshape(-1)[:NUM_LABELS]
+    class_counts = np.bincount(DSR_C_MERGE, weights=kh.astype(np.float64), minlength=NUM_C_CLASSES)
+    return mc_mask, valid.astype(np.float32), merged, _class_weights(class_counts, c_min_px)
 
 
 def mask_path(root: str, imgname: str) -> str:
