@@ -37,6 +37,22 @@ def configure(args, setting: dict):
     return cfg
 
 
+def amp_setup(precision: str, device, notes: list):
+    """(amp, scaler) for TRAINER.PRECISION: ``amp()`` the autocast context (a null one in fp32),
+    ``scaler`` a GradScaler for fp16 (else None); 16-mixed on the CPU runs as bf16 (a note)."""
+    import torch
+
+    amp_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(str(precision))
+    if amp_dtype is torch.float16 and device.type != "cuda":
+        amp_dtype = torch.bfloat16
+        notes.append("precision 16-mixed on CPU runs as bf16-mixed (as Lightning does)")
+
+    def amp():
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+
+    return amp, (torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None)
+
+
 def measure(args, setting: dict) -> dict:
     """Training step, then evaluation, of one setting -> result dict (see the module docstring)."""
     import torch
@@ -53,15 +69,7 @@ def measure(args, setting: dict) -> dict:
     B = int(cfg.DATASET.BATCH_SIZE)
     notes = []
     precision = str(cfg.TRAINER.PRECISION)
-    amp_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
-    if amp_dtype is torch.float16 and device.type != "cuda":
-        amp_dtype = torch.bfloat16
-        notes.append("precision 16-mixed on CPU runs as bf16-mixed (as Lightning does)")
-
-    def amp():
-        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    amp, scaler = amp_setup(precision, device, notes)
 
     module = DSRModule(cfg).to(device)
     loss_fn = module.loss_fn
@@ -73,6 +81,26 @@ def measure(args, setting: dict) -> dict:
     measure_train(cfg, device, module, n, amp, scaler, res)
     measure_eval(cfg, device, module, n, amp, res)
     return res
+
+
+def train_step(module, opt, batch: dict, amp, scaler) -> None:
+    """One whole DSR training step on a batch already on the device: forward, the ground-truth
+    mesh, every loss (DSR terms on), backward, optimizer step (``scaler``: fp16 loss scaling)."""
+    import torch
+
+    with amp():
+        pred = module.model(batch["img"])
+        with torch.no_grad():
+            batch["gt_vertices"] = module._gt_mesh(batch["pose"], batch["betas"]).vertices
+        loss, _ = module.loss_fn(pred, batch, start_dsr=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def _time_loader(loader, n: int, device, res: dict, split: str):
@@ -152,19 +180,7 @@ def measure_train(cfg, device, module, n: int, amp, scaler, res: dict) -> None:
         loss.backward()
 
     def full_step():
-        with amp():
-            pred = model(img)
-            with torch.no_grad():
-                batch["gt_vertices"] = module._gt_mesh(batch["pose"], batch["betas"]).vertices
-            loss, _ = loss_fn(pred, batch, start_dsr=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        opt.zero_grad(set_to_none=True)
+        train_step(module, opt, batch, amp, scaler)
 
     fake = [torch.randn_like(p) * 1e-3 for p in params]
 

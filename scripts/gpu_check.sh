@@ -15,7 +15,9 @@
 #   4. a real train.py run on the embedded default at 224 px (ResNet-50, batch 128, 200 steps, DSR
 #      from the start, 16-mixed) and its evaluation on synthetic-test, images/s of both;
 #      then 3b. the training-step split in 16-mixed, and of HRNet-W32 (fp32) (the steps run in
-#      this order: what the issue must show first, so that a short budget cuts the extras).
+#      this order: what the issue must show first, so that a short budget cuts the extras);
+#   5. the whole training step fed by the DataLoader on 1000 x 1000 frames vs from memory, with
+#      2, half the cores and all but one core as workers (bench_feed.py: the cores a GPU needs).
 # After every step OUT/summary.md (every figure, each step's status), OUT/results.json and
 # OUT/logs.tar.gz (raw logs) are rewritten, so a run cut short still reports what it did. Each step
 # runs under `timeout` within a global budget (480 s; --quick: 180 s; --device cpu: 900 s;
@@ -80,7 +82,9 @@ if [ "$DEVICE" = cuda ]; then
     N_TRAIN=2000; N_TEST=500; RB=32,64,128; RSEP=32; RSEPB=pytorch3d,window; RREPS=2
     BB=128; BSTEPS=3; TB=128; TSTEPS=200; TPREC=16-mixed
   fi
-  CAPS=(env=60 data=150 tests=150 agree=90 render=180 bench_fp32=120 bench_amp=120 train=240 bench_hrnet=120)
+  CAPS=(env=60 data=150 tests=150 agree=90 render=180 bench_fp32=120 bench_amp=120 train=240 bench_hrnet=120 feed=180)
+  FEED=(--batch-size 64 --precision 16-mixed --workers 2 $(( NPROC / 2 > 2 ? NPROC / 2 : 3 )) $(( NPROC - 1 > 1 ? NPROC - 1 : 1 )))
+  if [ "$QUICK" = 1 ]; then FEED+=(--steps 6 --frames 24); else FEED+=(--steps 15 --frames 48); fi
 else
   # toy sizes: every step once, quickly (PyTorch3D's CPU rasterizer is the naive one)
   # (128 px: smaller crops miss the DSR-MC masks' minimum pixel counts; the renders alone at 32-48 px)
@@ -89,7 +93,8 @@ else
   N_TRAIN=16; N_TEST=12; RB=1; RSEP=1; RSEPB=window; RREPS=1
   # the train.py run in fp32: CPU autocast (bf16) is slow without bf16 hardware; bench_amp covers it
   BB=2; BSTEPS=1; TB=2; TSTEPS=4; TPREC=32
-  CAPS=(env=60 data=150 tests=240 agree=120 render=180 bench_fp32=150 bench_amp=150 train=240 bench_hrnet=150)
+  CAPS=(env=60 data=150 tests=240 agree=120 render=180 bench_fp32=150 bench_amp=150 train=240 bench_hrnet=150 feed=150)
+  FEED=(--backbone resnet18 --img-res 128 --batch-size 2 --precision 32 --steps 2 --workers 0 1 --frames 4 --size 320x240)
 fi
 cap_of() { local kv; for kv in "${CAPS[@]}"; do [ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return; }; done; echo 60; }
 
@@ -183,6 +188,10 @@ step train env DSR_RUN_DIR="$WORK/train" "$PY" train.py --cfg configs/quickstart
 # ----------------------------------------------------------------------------- 3b. 16-mixed, HRNet-W32
 step bench_amp "${BENCH[@]}" --backbone resnet50 --precision 16-mixed --out "$WORK/bench_amp.md" --json "$WORK/bench_amp.json"
 step bench_hrnet "${BENCH[@]}" --backbone hrnet_w32 --precision 32 --out "$WORK/bench_hrnet.md" --json "$WORK/bench_hrnet.json"
+
+# ----------------------------------------------------------------------------- 5. loader vs memory
+step feed "$PY" benchmarks/bench_feed.py --device "$DEVICE" --threads "$THREADS" --work "$WORK/feed_data" \
+  "${FEED[@]}" --json "$WORK/feed.json" --out "$WORK/feed.md"
 
 summarize
 echo "[gpu_check] done in $(( $(date +%s) - T0 )) s: $OUT/summary.md"

@@ -340,6 +340,16 @@ def summary(work: str, out: str, device: str, mode: str, budget: float) -> str:
     lines, tnums = train_section(work)
     L += lines + [""]
     results["train"] = tnums
+    # 5. loader vs memory
+    L += _section_head("5. The training step fed by the loader on real-size frames vs from memory "
+                       "(benchmarks/bench_feed.py)", steps, ["feed"])
+    feed = _load(os.path.join(work, "feed.json"))
+    if feed and os.path.isfile(os.path.join(work, "feed.md")):
+        with open(os.path.join(work, "feed.md")) as f:
+            L += [f.read().rstrip(), ""]
+        results["feed"] = feed
+    else:
+        L += ["- no results", ""]
     text = "\n".join(L) + "\n"
     for name, content in (("summary.md", text), ("results.json", json.dumps(results, indent=1, default=str))):
         with open(os.path.join(out, name + ".tmp"), "w") as f:

@@ -16,7 +16,7 @@ from conftest import load_script  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 gc = load_script("scripts/gpu_check_report.py")
 
-STEPS = ("env", "data", "tests", "agree", "render", "bench_fp32", "bench_amp", "train", "bench_hrnet")
+STEPS = ("env", "data", "tests", "agree", "render", "bench_fp32", "bench_amp", "train", "bench_hrnet", "feed")
 NUM = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
 
 
@@ -92,11 +92,21 @@ def test_cpu_quick_summary_has_every_figure(cpu_run):
     assert re.search(rf"evaluation \(synthetic-test\): \*\*{NUM} images/s\*\* \(12 images", s4)
     assert re.search(rf"MPJPE {NUM}, PA-MPJPE {NUM}, PVE {NUM} on 12 samples", s4)
     assert res["train"]["train"]["images"] == 6 and res["train"]["test"]["images"] == 12
+    # 5. the step fed by the loader vs from memory: the toy run's two worker counts
+    s5 = _section(text, "5. The training step fed by the loader")
+    assert re.search(rf"From memory: \*\*{NUM} images/s\*\*", s5)
+    for nw in (0, 1):
+        assert re.search(rf"^\| {nw} \| {NUM} \| {NUM} \| \d+ % \|$", s5, re.M), nw
+    f = res["feed"]
+    assert [r["workers"] for r in f["rows"]] == [0, 1] and f["batch_size"] == 2 and f["size"] == "320x240"
+    for r in f["rows"]:  # the share is the ratio of the two measured rates
+        assert r["fed_over_memory"] == pytest.approx(r["fed_images_per_s"] / f["from_memory_images_per_s"])
+        assert r["loader_items_per_s"] > 0 and r["fed_images_per_s"] > 0
     # the raw logs travel in one tarball
     with tarfile.open(out / "logs.tar.gz") as t:
         names = set(t.getnames())
     assert {"logs/tests.log", "logs/pytest.xml", "logs/render.log", "train/train.log", "render.json",
-            "bench_hrnet.json", "steps.tsv"} <= names
+            "bench_hrnet.json", "feed.json", "steps.tsv"} <= names
 
 
 def test_budget_exhausted_steps_are_recorded_as_skipped(tmp_path):
