@@ -178,3 +178,35 @@ def test_dsr_targets_refuses_bad_labels():
     bad[0, 0] = 20
     with pytest.raises(ValueError, match="0..19"):
         G.dsr_targets(bad, np.ones((4, 4), bool))
+
+
+def test_palette_index_matches_a_search_in_both_channel_orders_and_any_layout():
+    """palette_index (the loader's BGRA-as-uint32 table lookup) against a per-pixel search among
+    the 20 palette colours, on palette colours, one-off colours and random ones, RGB and BGR,
+    through views cv2 cannot take as they are (reversed rows / columns / channels, strided rows)."""
+    rng = np.random.default_rng(3)
+    pal = G.GRAPHONOMY_PALETTE.astype(np.uint8)
+    rgb = pal[rng.integers(0, 20, (37, 53))]
+    off = rng.random((37, 53)) < 0.2  # one channel one off: not a palette colour
+    ch = rng.integers(0, 3, (37, 53))
+    rgb[off, ch[off]] ^= 1
+    rnd = rng.random((37, 53)) < 0.1
+    rgb[rnd] = rng.integers(0, 256, (int(rnd.sum()), 3))
+
+    def search(img_rgb):
+        eq = (img_rgb[:, :, None, :] == pal[None, None]).all(-1)  # (H, W, 20)
+        return np.where(eq.any(-1), eq.argmax(-1), 255).astype(np.uint8)
+
+    want = search(rgb)
+    assert (want == 255).any() and (want < 20).any()
+    for view in (rgb, rgb[::-1], rgb[:, ::-1], rgb[::2, 1::3], np.asfortranarray(rgb)):
+        got = G.palette_index(view)
+        assert got.dtype == np.uint8 and got.shape == view.shape[:2]
+        assert (got == search(view)).all()
+        assert (G.palette_index(np.ascontiguousarray(view[:, :, ::-1]), bgr=True) == got).all()
+        assert (G.palette_index(view[:, :, ::-1], bgr=True) == got).all()
+    labels, known = G.decode_colour_labels(rgb)
+    assert (known == (want != 255)).all() and (labels == np.where(want == 255, 0, want)).all()
+    assert G.palette_index(np.zeros((0, 4, 3), np.uint8)).shape == (0, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        G.palette_index(rgb.astype(np.int32))

@@ -50,6 +50,7 @@ from dsr.data.jpeg_region import get_region_decoder
 from dsr.data.image_utils import (
     ScratchBuffer,
     crop_region_cv2,
+    crop_transform,
     j2d_processing,
     j3d_processing,
     pose_processing,
@@ -137,7 +138,12 @@ def load_spin_npz(path: str) -> dict:
     return data
 
 
-_FLIP_LABELS_U8 = np.asarray(GRAPHONOMY_FLIP_PERM, dtype=np.uint8)  # G.swap_lr_labels on uint8 labels
+# G.palette_index's output (0..19, 255 = unknown colour) -> labels: unknown -> 0 (the original's
+# decode), and for flipped items with DSR.FLIP_SWAP_LR_MASKS the left/right swap (G.swap_lr_labels)
+_FOUND_TO_LABEL = np.zeros(256, dtype=np.uint8)
+_FOUND_TO_LABEL[:len(GRAPHONOMY_FLIP_PERM)] = np.arange(len(GRAPHONOMY_FLIP_PERM))
+_FOUND_TO_LABEL_SWAP = np.zeros(256, dtype=np.uint8)
+_FOUND_TO_LABEL_SWAP[:len(GRAPHONOMY_FLIP_PERM)] = GRAPHONOMY_FLIP_PERM
 _MEAN = np.asarray(IMG_NORM_MEAN, dtype=np.float32)
 _STD = np.asarray(IMG_NORM_STD, dtype=np.float32)
 
@@ -358,8 +364,9 @@ class BaseDataset(Dataset):
 
         # the whole-frame float32 crop of the original, converting only the pixels the warp reads;
         # the channels are independent, so BGR -> RGB after the warp is the same (on 224 x 224)
+        transform = crop_transform(center, sc * scale, res, rot)  # shared by the image and the mask crop
         img = _augment_normalize(crop_region_cv2(shape, fill, center, sc * scale, res, rot=rot,
-                                                 buf=self._scratch), flip, pn)
+                                                 buf=self._scratch, transform=transform), flip, pn)
 
         keypoints = j2d_processing(self.keypoints[index], center, sc * scale, rot, flip, res)
         if self.pose_3d is not None:
@@ -394,10 +401,11 @@ class BaseDataset(Dataset):
             "partname": "" if self.partname is None else self.partname[index],
         }
         if self.with_dsr_targets:
-            item.update(self._dsr_targets(index, imgname, orig_shape, center, sc * scale, rot, flip, keypoints))
+            item.update(self._dsr_targets(index, imgname, orig_shape, center, sc * scale, rot, flip, keypoints,
+                                          transform))
         return item
 
-    def _dsr_targets(self, index, imgname, orig_shape, center, scale, rot, flip, keypoints) -> dict:
+    def _dsr_targets(self, index, imgname, orig_shape, center, scale, rot, flip, keypoints, transform=None) -> dict:
         mpath = G.mask_path(self.root, imgname)
         mask = None
         if os.path.isfile(mpath):
@@ -415,7 +423,7 @@ class BaseDataset(Dataset):
             raise DatasetError(f"dataset {self.dataset}, sample {index} ({imgname}, {self.npz_path}): {e}; "
                                "the DSR background removal needs at least one") from e
         try:  # a palette PNG is inflated here, lazily: its stream may still turn out unreadable
-            crop = self._mask_crop(mask, center, scale, rot, flip, box)
+            crop = self._mask_crop(mask, center, scale, rot, flip, box, transform)
         except FrameReadError as e:
             raise DatasetError(f"dataset {self.dataset}: cannot decode Graphonomy mask {mpath}") from e
         return self._targets_from_crop(crop, flip, box)
@@ -429,35 +437,41 @@ class BaseDataset(Dataset):
         y0, y1, _ = slice(y0, y1).indices(res)
         return x0, y0, max(x1, x0), max(y1, y0)
 
-    def _mask_crop(self, mask, center, scale, rot, flip, box) -> np.ndarray:
-        """(y1 - y0, x1 - x0, 3) uint8 RGB: the box of the (flipped) mask crop, as the original made
-        it: the colour mask through the image's float32 processing (warp, flip, / 255), then back
-        to uint8 by * 255 and truncation (a blended value 51.99 -> 51). Only the pixels the warp
-        reads for the box are converted; nothing outside the box is needed (background removal)."""
+    def _mask_crop(self, mask, center, scale, rot, flip, box, transform=None) -> np.ndarray:
+        """(y1 - y0, x1 - x0, 3) uint8 BGR, not flipped: the box of the mask crop before the flip (its
+        columns mirrored when ``flip``), as the original made it: the colour mask through the
+        image's float32 processing (warp, / 255), then back to uint8 by * 255 and truncation (a
+        blended value 51.99 -> 51). Only the pixels the warp reads for the box are converted;
+        nothing outside the box is needed (background removal). The flip and the BGR -> RGB order
+        of the original are applied to the labels (``_targets_from_crop``): per-pixel maths commutes
+        with both."""
         res = self.img_res
         x0, y0, x1, y1 = box
         if mask is None or x1 <= x0 or y1 <= y0:
             return np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
         px0, px1 = (res - x1, res - x0) if flip else (x0, x1)  # the box before the flip
         crop = crop_region_cv2(mask.shape, mask.fill, center, scale, res, rot=rot, nearest=self.mask_warp_nearest,
-                               buf=self._scratch, dst_box=(px0, y0, px1, y1))
-        sub = crop[y0:y1, px0:px1, ::-1]  # BGR -> RGB
-        if flip:
-            sub = sub[:, ::-1]
-        return ((sub / 255.0) * 255).astype(np.uint8)
+                               buf=self._scratch, dst_box=(px0, y0, px1, y1), transform=transform)
+        sub = crop[y0:y1, px0:px1]  # rows of packed pixels of a fresh array: in place
+        np.divide(sub, 255.0, out=sub)  # float32, as the original's crop / 255.0
+        np.multiply(sub, 255, out=sub)
+        return sub.astype(np.uint8)
 
     def _targets_from_crop(self, crop, flip, box) -> dict:
-        """The DSR targets from the box of the mask crop (outside it: background, counted)."""
+        """The DSR targets from the box of the mask crop (``_mask_crop``: BGR, before the flip);
+        outside the box: background, counted."""
         res = self.img_res
         x0, y0, x1, y1 = box
         labels = np.zeros((res, res), dtype=np.uint8)  # labels 0..19 (uint8: a quarter of the memory)
         known = np.ones((res, res), dtype=bool)
         if x1 > x0 and y1 > y0:
-            lab, kn = G.decode_colour_labels(crop)
-            if flip and self.swap_lr_masks:
-                lab = _FLIP_LABELS_U8[lab]
+            found = G.palette_index(crop, bgr=True)  # 0..19, 255 = not a palette colour
+            lut = _FOUND_TO_LABEL_SWAP if flip and self.swap_lr_masks else _FOUND_TO_LABEL
+            lab = cv2.LUT(found, lut).reshape(found.shape)  # unknown -> 0 (background)
+            if flip:
+                found, lab = found[:, ::-1], lab[:, ::-1]
             labels[y0:y1, x0:x1] = lab
-            known[y0:y1, x0:x1] = kn
+            np.not_equal(found, 255, out=known[y0:y1, x0:x1])
 
         mc_mask, mc_valid, merged, weights = G.dsr_targets(labels, known, self.mc_min_px, self.c_min_px)
         out = {

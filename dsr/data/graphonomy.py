@@ -4,6 +4,7 @@ All functions are pure numpy and work on one image:
 
 * ``decode_colour_mask(rgb)``: (H, W, 3) uint8 RGB colour mask -> (H, W) int64 labels 0..19 by
   exact palette match; any other colour (e.g. blended by bilinear warping) -> 0 (background).
+* ``palette_index(colours, bgr)``: the same match as (H, W) uint8 labels, 255 for other colours.
 * ``swap_lr_labels(labels)``: leftArm<->rightArm, leftLeg<->rightLeg, leftShoe<->rightShoe
   (the optional fix ``DSR.FLIP_SWAP_LR_MASKS`` for flipped items, §3.9).
 * ``keypoint_box`` / ``remove_background``: zero the mask outside the box of the confident
@@ -41,6 +42,7 @@ from dsr.constants import (
 __all__ = [
     "decode_colour_mask",
     "decode_colour_labels",
+    "palette_index",
     "encode_labels",
     "swap_lr_labels",
     "keypoint_box",
@@ -63,6 +65,7 @@ _PALETTE_CODES = (
     | GRAPHONOMY_PALETTE[:, 2].astype(np.int64)
 )
 _UNKNOWN = 255
+_CODE_DTYPE = np.dtype("<u4")  # a BGRA pixel read as R << 16 | G << 8 | B (+ alpha << 24)
 _CODE_TABLE: np.ndarray | None = None  # (2^24,) uint8: label of each 24-bit RGB code, 255 = no palette colour
 
 
@@ -97,15 +100,31 @@ def decode_colour_mask(rgb: np.ndarray, return_known: bool = False):
 
 def decode_colour_labels(rgb: np.ndarray):
     """``decode_colour_mask(rgb, return_known=True)`` with the labels as uint8 (the loader's form)."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"decode_colour_mask: expected an (H, W, 3) RGB array, got shape {rgb.shape}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"decode_colour_mask: expected uint8 colours, got {rgb.dtype}")
-    c = rgb.astype(np.int32)
-    found = _code_table()[(c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]]
+    found = palette_index(rgb)
     known = found != _UNKNOWN
     return np.where(known, found, np.uint8(0)), known
+
+
+def palette_index(colours: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """(H, W) uint8: the label 0..19 of each pixel of an (H, W, 3) uint8 colour mask (RGB order, or
+    BGR with ``bgr``) whose colour is a palette colour, else 255.
+
+    Each pixel is widened to 4 bytes B, G, R, 0 (one ``cv2.cvtColor`` to BGRA, the alpha cleared by
+    the mask), read as a little-endian uint32 = R << 16 | G << 8 | B, and looked up in the 2^24
+    table: four passes over the crop instead of the ten of shifting int32 channels."""
+    colours = np.asarray(colours)
+    if colours.ndim != 3 or colours.shape[2] != 3:
+        raise ValueError(f"decode_colour_mask: expected an (H, W, 3) RGB array, got shape {colours.shape}")
+    if colours.dtype != np.uint8:
+        raise ValueError(f"decode_colour_mask: expected uint8 colours, got {colours.dtype}")
+    if colours.size == 0:
+        return np.full(colours.shape[:2], _UNKNOWN, dtype=np.uint8)
+    if colours.strides[2] != 1 or colours.strides[1] != 3 or colours.strides[0] <= 0:  # cv2: rows of packed pixels
+        colours = np.ascontiguousarray(colours)
+    bgra = cv2.cvtColor(colours, cv2.COLOR_BGR2BGRA if bgr else cv2.COLOR_RGB2BGRA)
+    codes = bgra.view(_CODE_DTYPE)[..., 0]
+    np.bitwise_and(codes, 0xFFFFFF, out=codes)
+    return np.take(_code_table(), codes)
 
 
 def encode_labels(labels: np.ndarray) -> np.ndarray:
@@ -247,6 +266,8 @@ def _class_weights(counts: np.ndarray, min_px: float) -> np.ndarray:
 
 
 _MC_INDEX = np.asarray(DSR_MC_LABELS)
+_MERGE_LUT = np.zeros(256, dtype=np.uint8)
+_MERGE_LUT[:NUM_LABELS] = DSR_C_MERGE
 
 
 def dsr_targets(labels: np.ndarray, known: np.ndarray, mc_min_px: float = DSR_MC_MIN_PIXELS,
@@ -268,7 +289,7 @@ def dsr_targets(labels: np.ndarray, known: np.ndarray, mc_min_px: float = DSR_MC
     selected = np.zeros(256, dtype=np.uint8)
     selected[_MC_INDEX[valid]] = 1
     mc_mask = cv2.LUT(labels, selected).astype(np.float32)
-    merged = DSR_C_MERGE[labels]
+    merged = cv2.LUT(labels, _MERGE_LUT).astype(np.int64)  # DSR_C_MERGE[labels], 3x faster
     kh = cv2.calcHist([labels], [0], np.ascontiguousarray(known, dtype=np.uint8), [256], [0, 256]).reshape(-1)[:NUM_LABELS]
     class_counts = np.bincount(DSR_C_MERGE, weights=kh.astype(np.float64), minlength=NUM_C_CLASSES)
     return mc_mask, valid.astype(np.float32), merged, _class_weights(class_counts, c_min_px)

@@ -187,7 +187,7 @@ class ScratchBuffer:
 
 
 def crop_region_cv2(shape, fill, center, scale, res, rot=0.0, nearest: bool = False,
-                    buf: ScratchBuffer | None = None, dst_box=None) -> np.ndarray:
+                    buf: ScratchBuffer | None = None, dst_box=None, transform=None) -> np.ndarray:
     """``crop_cv2(frame.astype(np.float32), ...)`` bit for bit, converting only what the warp reads.
 
     Args:
@@ -197,10 +197,12 @@ def crop_region_cv2(shape, fill, center, scale, res, rot=0.0, nearest: bool = Fa
         buf: the ScratchBuffer to use (a fresh one if None).
         dst_box: (x0, y0, x1, y1) non-empty, half-open: only these crop pixels are needed (the
             others are left undefined; they may come from an earlier item's pixels).
+        transform: ``crop_transform(center, scale, res, rot)`` if already computed (the loader's
+            image and mask crops share it).
     Returns:
         (res, res, C) float32.
     """
-    trans, (pw, ph) = crop_transform(center, scale, res, rot)
+    trans, (pw, ph) = transform if transform is not None else crop_transform(center, scale, res, rot)
     box = warp_source_box(trans, (pw, ph), shape[:2], dst_box=dst_box)
     if box is None:  # every read is outside the frame: the constant (zero) border
         return np.zeros((ph, pw) + tuple(shape[2:]), dtype=np.float32)
