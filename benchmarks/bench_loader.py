@@ -39,7 +39,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from loader_fixtures import loader_cfg, make_loader_dataset  # noqa: E402
+from loader_fixtures import loader_cfg, make_loader_dataset, time_items  # noqa: E402
 
 STAGES = ("read", "decode", "crop", "normalise", "labels", "mask read", "mask crop", "mask targets", "tensors")
 
@@ -74,15 +74,6 @@ def _datasets(root: str, loss: str, seed: int):
     return old, new
 
 
-def _time_items(ds, idx, seed: int):
-    ds._rng.fixed = np.random.default_rng(seed)  # the same augmentation draws for old and new
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i in idx:
-        ds[i]
-    n = len(idx)
-    return (time.perf_counter() - t0) / n * 1e3, (time.process_time() - c0) / n * 1e3
-
-
 def _path_worker(conn, root: str, loss: str, which: str, jpeg_region: str, tune_old: bool) -> None:
     """One path ('old' or 'new') in a process of its own, set up as a DataLoader worker of its code
     (the new one: ``worker_init_fn`` with the config's DATASET.WORKER_KEEP_FREED_MB; the old one:
@@ -104,14 +95,14 @@ def _path_worker(conn, root: str, loss: str, which: str, jpeg_region: str, tune_
         keep_freed_memory(keep_mb)
     old, new = _datasets(root, loss, 0)
     ds = old if which == "old" else new
-    _time_items(ds, range(min(len(ds), 4)), 0)  # warm-up (file cache, allocations)
+    time_items(ds, range(min(len(ds), 4)), 0)  # warm-up (file cache, allocations)
     conn.send(len(ds))
     while True:
         msg = conn.recv()
         if msg is None:
             return
         if msg[0] == "items":
-            conn.send(_time_items(ds, msg[1], msg[2]))
+            conn.send(time_items(ds, msg[1], msg[2]))
         else:
             conn.send(_stages(ds, _stages_old if which == "old" else _stages_new, msg[1]))
 

@@ -19,7 +19,6 @@ import multiprocessing as mp
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -37,7 +36,7 @@ def _worker(conn, tree: str, root: str, loss: str, jpeg_region: str) -> None:
     from loguru import logger
 
     logger.remove()
-    from loader_fixtures import loader_cfg
+    from loader_fixtures import loader_cfg, time_items
 
     from dsr.data import BaseDataset
     from dsr.data.loader import worker_init_fn
@@ -52,19 +51,13 @@ def _worker(conn, tree: str, root: str, loss: str, jpeg_region: str) -> None:
     else:
         worker_init_fn(0, keep_freed_mb=int(keep))
     ds = BaseDataset(cfg, "h36m", is_train=True, rng=np.random.default_rng(0))
-    for i in range(min(4, len(ds))):  # warm-up: file cache, tables, allocations
-        ds[i]
+    time_items(ds, range(min(4, len(ds))), 0)  # warm-up: file cache, tables, allocations
     conn.send((len(ds), os.path.dirname(sys.modules["dsr"].__file__)))
     while True:
         msg = conn.recv()
         if msg is None:
             return
-        idx, seed = msg
-        ds._rng.fixed = np.random.default_rng(seed)
-        c0 = time.process_time()
-        for i in idx:
-            ds[i]
-        conn.send((time.process_time() - c0) / len(idx) * 1e3)
+        conn.send(time_items(ds, *msg)[1])  # CPU ms per item
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,6 @@
-"""Fabricated training data of real frame sizes for ``benchmarks/bench_loader.py`` and
-``tests/test_loader_equivalence.py``.
+"""Fabricated training data of real frame sizes for ``benchmarks/bench_loader.py``,
+``benchmarks/loader_ab.py`` and ``tests/test_loader_equivalence.py``, and the items' timing loop of
+both benchmarks.
 
 ``make_loader_dataset(root, npz_path, size, n, mask_format, seed, ...)`` writes ``n`` frames of
 ``size`` = (H, W) as JPEG (quality 90) under ``root/images/``, one Graphonomy mask per frame under
@@ -19,15 +20,19 @@ pose, shape, has_smpl, gender) at ``npz_path``.
 
 ``loader_cfg(root, loss, nearest, swap)`` is the DSR training config that reads such a folder as
 the 'h36m' training set (``train.npz``), the mask loss type and the two mask fixes as given.
+
+``time_items(ds, idx, seed)`` times ``ds[i]`` over ``idx`` with the augmentation stream reseeded
+(the same draws for every path timed): (wall, CPU) ms per item.
 """
 from __future__ import annotations
 
 import os
+import time
 
 import cv2
 import numpy as np
 
-__all__ = ["make_loader_dataset", "fabricate_frame", "loader_cfg"]
+__all__ = ["make_loader_dataset", "fabricate_frame", "loader_cfg", "time_items"]
 
 # CIHP labels used for the fabricated person
 HAIR, FACE, UPPER, PANTS, L_ARM, R_ARM, L_LEG, R_LEG, L_SHOE, R_SHOE = 2, 13, 5, 9, 14, 15, 16, 17, 18, 19
@@ -128,3 +133,13 @@ def loader_cfg(root: str, loss: str = "DistM", nearest: bool = False, swap: bool
     cfg.PATHS.DATASET_FOLDERS["h36m"] = root
     cfg.PATHS.TRAIN_FILES["h36m"] = "train.npz"
     return cfg
+
+
+def time_items(ds, idx, seed: int):
+    """(wall, CPU) ms per ``ds[i]`` over ``idx``, the dataset's augmentation reseeded with ``seed``."""
+    ds._rng.fixed = np.random.default_rng(seed)  # the same augmentation draws for every path timed
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in idx:
+        ds[i]
+    n = len(idx)
+    return (time.perf_counter() - t0) / n * 1e3, (time.process_time() - c0) / n * 1e3

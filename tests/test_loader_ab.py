@@ -11,13 +11,15 @@ import loader_ab  # noqa: E402
 
 
 def test_ab_runs_both_trees_and_prints_the_ratio(tmp_path, capsys):
-    rc = loader_ab.main(["--a", REPO, "--b", REPO, "--size", "96x64", "--frames", "3", "--rounds", "2",
+    tree_a = tmp_path / "a"  # a second tree: this one's dsr package through a link
+    tree_a.mkdir()
+    os.symlink(os.path.join(REPO, "dsr"), tree_a / "dsr")
+    rc = loader_ab.main(["--a", str(tree_a), "--b", REPO, "--size", "96x64", "--frames", "3", "--rounds", "2",
                          "--items", "2", "--work", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0
-    pkgs = re.findall(r"^# ([AB]): (.*)$", out, re.M)
-    assert [p[0] for p in pkgs] == ["A", "B"]
-    assert all(os.path.samefile(p[1], os.path.join(REPO, "dsr")) for p in pkgs)
+    pkgs = dict(re.findall(r"^# ([AB]): (.*)$", out, re.M))  # each process imported its own tree's dsr
+    assert pkgs == {"A": str(tree_a / "dsr"), "B": os.path.join(REPO, "dsr")}
     m = re.search(r"2 rounds of 2 items: A ([\d.]+) ms, B ([\d.]+) ms CPU per item; A / B ([\d.]+)x", out)
     assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0
     assert os.path.isfile(tmp_path / "96x64_palette_3" / "train.npz")
